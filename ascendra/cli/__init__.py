@@ -1,0 +1,1 @@
+"""The `ascbench` command line."""

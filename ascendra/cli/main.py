@@ -1,0 +1,13 @@
+"""Entry point: assembles the command groups onto the shared app."""
+
+from __future__ import annotations
+
+from ascendra.cli.app import app
+
+
+def main() -> None:
+    app(prog_name="ascbench")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Live state of one request inside a serving system; the source of its per-request record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from workloads.spec import RequestSpec
+
+
+@dataclass(eq=False, slots=True)
+class Request:
+    """Progress of a request through prefill and decode, and the timestamps metrics are computed from.
+
+    KV accounting: ``num_computed`` tokens have their KV cached. A (re)started request must prefill
+    ``prefill_target`` tokens (the prompt, plus every token already generated when it is recomputed after a
+    preemption); the iteration that completes the prefill emits a token. In decode, each iteration feeds the
+    last generated token (one new KV entry) and emits the next one. The request is done once it has generated
+    ``output_len`` tokens.
+    """
+
+    spec: RequestSpec
+    num_computed: int = 0
+    prefill_target: int = 0
+    token_times: list[float] = field(default_factory=list)
+    output_ids: list[int] = field(default_factory=list)
+    first_scheduled: float | None = None
+    finish_time: float | None = None
+    dropped: bool = False
+    preemptions: int = 0
+    offload_time: float | None = None
+    instances: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.prefill_target == 0:
+            self.prefill_target = self.spec.prompt_tokens
+
+    @property
+    def id(self) -> int:
+        return self.spec.request_id
+
+    @property
+    def arrival(self) -> float:
+        return self.spec.arrival
+
+    @property
+    def prompt_len(self) -> int:
+        return self.spec.prompt_tokens
+
+    @property
+    def output_len(self) -> int:
+        return self.spec.output_tokens
+
+    @property
+    def num_generated(self) -> int:
+        return len(self.token_times)
+
+    @property
+    def in_prefill(self) -> bool:
+        return self.num_computed < self.prefill_target
+
+    @property
+    def remaining_prefill(self) -> int:
+        return max(0, self.prefill_target - self.num_computed)
+
+    @property
+    def never_started(self) -> bool:
+        """True until the first prefill chunk is scheduled: only such requests may be offloaded."""
+        return self.first_scheduled is None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_time is not None
+
+    def kv_tokens_after(self, num_new: int) -> int:
+        """KV slots the request holds once ``num_new`` more tokens are computed."""
+        return self.num_computed + num_new
+
+    def advance(self, num_new: int, now: float) -> bool:
+        """Account for ``num_new`` tokens computed by a batch that ended at ``now``; emit a token when the
+        prefill completes or on a decode step. Returns True when the request has just finished."""
+        self.num_computed += num_new
+        if self.num_computed < self.prefill_target:
+            return False
+        self.token_times.append(now)
+        if self.num_generated >= self.output_len:
+            self.finish_time = now
+            return True
+        return False
+
+    def preempt(self) -> None:
+        """Drop the KV state; the request will recompute its prompt and all generated tokens."""
+        self.num_computed = 0
+        self.prefill_target = self.prompt_len + self.num_generated
+        self.preemptions += 1

@@ -1,0 +1,28 @@
+"""The scheduler contract shared by every policy (vLLM, Sarathi-Serve, Ascendra LP/HP).
+
+A scheduler is pure policy over a KV block manager: it is told the time, it never reads a clock or sleeps,
+so the same object runs under the discrete-event simulator and under the live runtime.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ascendra.batch import Batch
+from ascendra.request import Request
+
+
+class Scheduler(Protocol):
+    """One instance's batching policy."""
+
+    def add(self, request: Request, now: float) -> None:
+        """A request arrives at this instance (new, routed, or offloaded to it)."""
+
+    def schedule(self, now: float) -> Batch:
+        """The next iteration's batch; empty when there is nothing to run. Reserves the KV blocks it needs."""
+
+    def on_batch_done(self, batch: Batch, now: float) -> list[Request]:
+        """Advance the batch's requests at the batch's end time; free and return the requests that finished."""
+
+    def has_work(self) -> bool:
+        """True while any request is waiting or running here."""

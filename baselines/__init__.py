@@ -1,0 +1,1 @@
+"""Baseline serving policies (vLLM, Sarathi-Serve) on the same runtime as Ascendra."""
