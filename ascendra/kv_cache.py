@@ -1,0 +1,158 @@
+"""The paged KV cache: fixed-size blocks with real ids, per-request block tables, and the sizing of the pool.
+
+Schedulers reserve blocks through this manager before a batch runs, and a real engine uses the block tables
+as its physical KV layout, so block ids are real (a free list), not just a counter.
+"""
+
+from __future__ import annotations
+
+from ascendra.errors import UserError
+from ascendra.gpus import GpuSpec
+from ascendra.models import ModelSpec
+from ascendra.request import Request
+
+GiB = 1024**3
+
+# What vLLM's memory profiling run keeps out of the KV pool besides weights and activations: the CUDA context,
+# CUDA graphs, NCCL buffers and allocator fragmentation (about 1 GiB on an 80 GB GPU in practice).
+RUNTIME_OVERHEAD_BYTES = 1 * GiB
+
+
+class KVCacheError(RuntimeError):
+    """A scheduler asked for more blocks than are free, or freed what it does not hold: a bug, not user input."""
+
+
+class BlockManager:
+    """A pool of ``num_blocks`` KV blocks of ``block_size`` token slots each.
+
+    A request's block table lists the block ids holding its KV, in token order; slot ``i`` of the request lives
+    in block ``table[i // block_size]`` at offset ``i % block_size``. Tables only grow until ``free``.
+    """
+
+    __slots__ = ("num_blocks", "block_size", "_free", "_tables")
+
+    def __init__(self, num_blocks: int, block_size: int = 16) -> None:
+        if num_blocks <= 0 or block_size <= 0:
+            raise UserError(f"a KV cache needs positive blocks and block size, got {num_blocks} x {block_size}")
+        self.num_blocks = num_blocks
+        self.block_size = block_size
+        # A stack: pop() hands out low ids first on a fresh pool, and freed blocks are reused first (warm).
+        self._free: list[int] = list(range(num_blocks - 1, -1, -1))
+        self._tables: dict[int, list[int]] = {}
+
+    @property
+    def num_free(self) -> int:
+        return len(self._free)
+
+    @property
+    def num_used(self) -> int:
+        return self.num_blocks - len(self._free)
+
+    @property
+    def utilization(self) -> float:
+        """Share of blocks held by requests, in [0, 1]."""
+        return self.num_used / self.num_blocks
+
+    @property
+    def num_token_slots(self) -> int:
+        return self.num_blocks * self.block_size
+
+    def blocks_for(self, num_tokens: int) -> int:
+        """Blocks needed to hold ``num_tokens`` token slots."""
+        return -(-num_tokens // self.block_size)
+
+    def holds(self, request: Request) -> bool:
+        return request.id in self._tables
+
+    def block_table(self, request_id: int) -> list[int]:
+        """The block ids of a request, in token order (a copy); empty if it holds none."""
+        return list(self._tables.get(request_id, ()))
+
+    def num_blocks_of(self, request: Request) -> int:
+        table = self._tables.get(request.id)
+        return len(table) if table is not None else 0
+
+    def extra_blocks(self, request: Request, num_tokens_total: int) -> int:
+        """Blocks ``grow(request, num_tokens_total)`` would allocate (0 if the table already covers it)."""
+        table = self._tables.get(request.id)
+        have = len(table) if table is not None else 0
+        return max(0, -(-num_tokens_total // self.block_size) - have)
+
+    def can_grow(self, request: Request, num_tokens_total: int) -> bool:
+        """Whether enough blocks are free for the request's table to cover ``num_tokens_total`` slots."""
+        return self.extra_blocks(request, num_tokens_total) <= len(self._free)
+
+    def grow(self, request: Request, num_tokens_total: int) -> None:
+        """Allocate blocks so the request's table covers ``num_tokens_total`` token slots (no-op if it does)."""
+        table = self._tables.get(request.id)
+        if table is None:
+            table = self._tables[request.id] = []
+        need = -(-num_tokens_total // self.block_size) - len(table)
+        if need <= 0:
+            return
+        free = self._free
+        if need > len(free):
+            raise KVCacheError(
+                f"request {request.id} needs {need} more KV blocks for {num_tokens_total} tokens, only {len(free)} free"
+            )
+        taken = free[-need:]
+        del free[-need:]
+        taken.reverse()
+        table.extend(taken)
+
+    def free(self, request: Request) -> int:
+        """Return all of a request's blocks to the pool; returns how many. Freeing twice is a bug."""
+        table = self._tables.pop(request.id, None)
+        if table is None:
+            raise KVCacheError(f"request {request.id} holds no KV blocks to free")
+        # Reversed so the request's first block is handed out first again (keeps fresh-pool ordering).
+        self._free.extend(reversed(table))
+        return len(table)
+
+
+def kv_bytes_per_block(model: ModelSpec, tp: int = 1, block_size: int = 16) -> int:
+    """Bytes of one KV block on one GPU of a TP group: layers x (K, V) x KV heads x head dim x dtype x slots / TP."""
+    return model.kv_bytes_per_token(tp) * block_size
+
+
+def estimate_activation_bytes(model: ModelSpec, tp: int = 1, max_num_batched_tokens: int = 8192) -> int:
+    """Memory kept out of the KV pool for a forward pass of ``max_num_batched_tokens`` tokens.
+
+    vLLM measures this with a profiling run; we estimate its peak from the shapes: per token, the residual and
+    normed hidden states and the attention output (3 x hidden), the QKV projection, and the SwiGLU gate/up
+    outputs (2 x ffn), sharded by TP where the layer is; plus logits in fp32 for one token per sequence
+    (up to 256), plus the fixed runtime overhead (CUDA context, graphs, fragmentation).
+    """
+    qkv = (model.num_heads + 2 * model.num_kv_heads) * model.head_dim // tp
+    per_token = (3 * model.hidden + qkv + 2 * model.ffn // tp) * model.dtype_bytes
+    logits = 256 * model.vocab * 4 // tp
+    return max_num_batched_tokens * per_token + logits + RUNTIME_OVERHEAD_BYTES
+
+
+def num_kv_blocks(
+    model: ModelSpec,
+    gpu: GpuSpec,
+    tp: int = 1,
+    gpu_memory_utilization: float = 0.9,
+    activation_reserve_bytes: int | None = None,
+    block_size: int = 16,
+) -> int:
+    """KV blocks one GPU of a TP group can hold, the way vLLM sizes its pool.
+
+    (utilization x GPU memory - weights / TP - activation reserve) / bytes per block.
+    ``activation_reserve_bytes`` defaults to ``estimate_activation_bytes(model, tp)``.
+    A model that leaves no room is a user error.
+    """
+    if tp <= 0:
+        raise UserError(f"tensor parallelism must be positive, got {tp}")
+    if not 0.0 < gpu_memory_utilization <= 1.0:
+        raise UserError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+    reserve = estimate_activation_bytes(model, tp) if activation_reserve_bytes is None else activation_reserve_bytes
+    available = gpu_memory_utilization * gpu.memory_bytes - model.weight_bytes / tp - reserve
+    blocks = int(available // kv_bytes_per_block(model, tp, block_size))
+    if blocks <= 0:
+        raise UserError(
+            f"{model.name} with TP={tp} leaves no memory for the KV cache on {gpu.name} "
+            f"(utilization {gpu_memory_utilization}): {available / GiB:.2f} GiB after weights and activations"
+        )
+    return blocks

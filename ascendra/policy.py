@@ -1,0 +1,184 @@
+"""The machinery every batching policy shares: queues, KV reservation, decode growth with preemption, completion.
+
+Concrete policies (vLLM, Sarathi-Serve, Ascendra's LP and HP) only decide what goes into a batch; they build
+it from the helpers here so that KV accounting, preemption and bookkeeping are identical across systems.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterable
+
+from ascendra.batch import Batch
+from ascendra.errors import UserError
+from ascendra.kv_cache import BlockManager
+from ascendra.request import Request
+
+
+class BasePolicy(ABC):
+    """Waiting and running queues over one KV block manager, implementing the ``Scheduler`` contract.
+
+    - ``waiting``: requests holding no KV, in the order they will be considered (new arrivals at the back,
+      preempted requests at the front).
+    - ``running``: admitted requests, in admission order; the last one is the newest, the preemption victim.
+
+    Admission reserves KV for the request's whole ``prefill_target`` (as vLLM allocates a prompt's blocks when
+    it is admitted), so a request mid-prefill never needs new blocks; only decodes grow, one slot per step, and
+    when a decode cannot grow the newest running request is preempted. With at most one batch in flight
+    (``schedule`` is called again only after ``on_batch_done``), every running request is in the batch it
+    belongs in, so per-iteration work is O(batch).
+
+    A request whose KV footprint at its longest (``prompt + output - 1`` slots: the last output token is never
+    fed back) exceeds the whole pool could never finish; ``add`` rejects it into ``rejected`` (its ``dropped``
+    flag set) for the runtime to drain and record. Policies add their own reasons via ``_reject_reason``.
+    """
+
+    #: Admission: skip a waiting request that does not fit and try the next (True), or stop at it (False, FCFS
+    #: head-of-line blocking as in vLLM and Sarathi-Serve).
+    skip_misfits: bool = False
+
+    def __init__(self, blocks: BlockManager, max_num_seqs: int = 128) -> None:
+        if max_num_seqs <= 0:
+            raise UserError(f"max_num_seqs must be positive, got {max_num_seqs}")
+        self.blocks = blocks
+        self.max_num_seqs = max_num_seqs
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+        self.rejected: list[Request] = []
+        self.num_preemptions = 0
+
+    # --- the Scheduler contract -------------------------------------------------------------------------------
+
+    def add(self, request: Request, now: float) -> None:
+        """Queue an arriving request at the back, or reject it if it could never be served here."""
+        if self._reject_reason(request) is not None:
+            request.dropped = True
+            self.rejected.append(request)
+            return
+        self.waiting.append(request)
+
+    @abstractmethod
+    def schedule(self, now: float) -> Batch:
+        """The next iteration's batch (empty when there is nothing to run); reserves its KV."""
+
+    def on_batch_done(self, batch: Batch, now: float) -> list[Request]:
+        """Advance every item's request at ``now``; free and return those that finished."""
+        finished: list[Request] = []
+        for item in batch.items:
+            request = item.request
+            if request.advance(item.num_tokens, now):
+                self.blocks.free(request)
+                finished.append(request)
+        if finished:
+            self.running = [r for r in self.running if r.finish_time is None]
+        return finished
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
+
+    # --- policy hooks -----------------------------------------------------------------------------------------
+
+    def _reject_reason(self, request: Request) -> str | None:
+        """Why the request can never be served by this policy, or None. Subclasses extend this."""
+        if request.prompt_len < 1 or request.output_len < 1:
+            return f"needs a prompt and an output, got {request.prompt_len} and {request.output_len} tokens"
+        peak = max_kv_tokens(request)
+        if self.blocks.blocks_for(peak) > self.blocks.num_blocks:
+            return f"needs {peak} KV slots at its longest, the pool holds {self.blocks.num_token_slots}"
+        return None
+
+    def _admission_order(self, now: float) -> Iterable[Request]:
+        """Waiting requests in the order admission considers them: FCFS. Must not mutate ``waiting``."""
+        return self.waiting
+
+    # --- building blocks for schedule() -----------------------------------------------------------------------
+
+    def _add_item(self, batch: Batch, request: Request, num_tokens: int, is_prefill: bool, now: float) -> None:
+        """Put ``num_tokens`` of ``request`` into ``batch``, reserving the KV slots they write."""
+        if request.first_scheduled is None:
+            request.first_scheduled = now
+        self.blocks.grow(request, request.num_computed + num_tokens)
+        batch.add(request, num_tokens, is_prefill)
+
+    def _schedule_decodes(self, batch: Batch, now: float) -> None:
+        """One decode token for every running request past its prefill, oldest first; when one cannot get a
+        KV slot, preempt the newest running request (possibly itself) until it can."""
+        running = self.running
+        blocks = self.blocks
+        i = 0
+        while i < len(running):
+            request = running[i]
+            i += 1
+            if request.in_prefill:
+                continue
+            need = request.num_computed + 1
+            while not blocks.can_grow(request, need):
+                victim = running.pop()
+                self._preempt(victim)
+                if victim is request:
+                    break
+            else:
+                self._add_item(batch, request, 1, False, now)
+
+    def _preempt(self, request: Request) -> None:
+        """Free the request's KV and put it at the front of the waiting queue to be recomputed.
+
+        Called newest first, so after several preemptions the oldest victim is at the very front (as vLLM's
+        ``extendleft`` of its preempted list)."""
+        self.blocks.free(request)
+        request.preempt()
+        self.waiting.appendleft(request)
+        self.num_preemptions += 1
+
+    def _admit_waiting(self, batch: Batch, budget: int, now: float, chunked: bool) -> int:
+        """Admit waiting requests in ``_admission_order`` while they fit; returns the token budget left.
+
+        A request fits when a running slot is free (``max_num_seqs``), the blocks for its whole
+        ``prefill_target`` are free, and its tokens fit the budget: the whole prefill, or with ``chunked`` a
+        first chunk of ``min(prefill_target, budget left)``. A misfit stops admission unless ``skip_misfits``.
+        """
+        seqs_left = self.max_num_seqs - len(self.running)
+        free_blocks = self.blocks.num_free
+        blocks_for = self.blocks.blocks_for
+        chosen: list[tuple[Request, int]] = []
+        for request in self._admission_order(now):
+            if seqs_left <= 0 or budget <= 0:
+                break
+            target = request.prefill_target
+            num_tokens = min(target, budget) if chunked else target
+            need = blocks_for(target)
+            if num_tokens > budget or need > free_blocks:
+                if self.skip_misfits:
+                    continue
+                break
+            chosen.append((request, num_tokens))
+            budget -= num_tokens
+            free_blocks -= need
+            seqs_left -= 1
+        for request, num_tokens in chosen:
+            self._take_waiting(request)
+            self.blocks.grow(request, request.prefill_target)
+            self.running.append(request)
+            self._add_item(batch, request, num_tokens, True, now)
+        return budget
+
+    def _take_waiting(self, request: Request) -> None:
+        """Remove a request from the waiting queue: O(1) at the head (FCFS), O(n) elsewhere."""
+        if self.waiting and self.waiting[0] is request:
+            self.waiting.popleft()
+        else:
+            self.waiting.remove(request)
+
+
+def max_kv_tokens(request: Request) -> int:
+    """KV slots a request holds at its longest: the prompt plus every output token but the last."""
+    return request.prompt_len + max(0, request.output_len - 1)

@@ -1,0 +1,47 @@
+"""Sarathi-Serve's stall-free batching: decodes first, then chunked prefills within a per-iteration token budget.
+
+Every iteration has a budget of ``chunk_size`` tokens. It takes, in order: one decode token for every running
+request past its prefill (oldest first, preempting the newest running request when a decode cannot get a KV
+slot, as vLLM does); then the next chunk of each running request still in prefill, in admission order; then
+new (or preempted) waiting requests FCFS, each with a chunk of ``min(remaining prefill, budget left)``,
+stopping at the first that does not fit (sequence cap or free KV for its whole prefill).
+
+Decodes are never stalled: if the running decodes alone exceed ``chunk_size`` (only possible when
+``chunk_size < max_num_seqs``), they all still run and no prefill tokens are added that iteration, so the batch
+holds ``num_decodes > chunk_size`` tokens. A request is rejected at ``add`` only when its longest KV footprint
+exceeds the whole pool; chunking serves prompts of any length.
+"""
+
+from __future__ import annotations
+
+from ascendra.batch import Batch
+from ascendra.errors import UserError
+from ascendra.kv_cache import BlockManager
+from ascendra.policy import BasePolicy
+
+
+class SarathiScheduler(BasePolicy):
+    """Sarathi-Serve (chunked prefill, stall-free hybrid batches) as a policy over a block manager."""
+
+    def __init__(self, blocks: BlockManager, chunk_size: int = 512, max_num_seqs: int = 128) -> None:
+        super().__init__(blocks, max_num_seqs)
+        if chunk_size <= 0:
+            raise UserError(f"chunk_size must be positive, got {chunk_size}")
+        self.chunk_size = chunk_size
+
+    def schedule(self, now: float) -> Batch:
+        batch = Batch()
+        self._schedule_decodes(batch, now)
+        budget = self.chunk_size - batch.num_decodes
+        if budget <= 0:
+            return batch
+        for request in self.running:
+            if request.in_prefill:
+                num_tokens = min(request.remaining_prefill, budget)
+                self._add_item(batch, request, num_tokens, True, now)
+                budget -= num_tokens
+                if budget == 0:
+                    return batch
+        if self.waiting:
+            self._admit_waiting(batch, budget, now, chunked=True)
+        return batch

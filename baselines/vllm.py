@@ -1,0 +1,50 @@
+"""vLLM's default policy (chunked prefill off): prefill-first, whole prompts, FCFS, preempt-newest on KV pressure.
+
+Each iteration is either a prefill-only batch or a decode-only batch, never both. Whenever the head of the
+waiting queue fits (its whole ``prefill_target`` within the token budget, blocks for it free, fewer than
+``max_num_seqs`` running) the iteration prefills as many whole prompts as fit, in FCFS order, stopping at the
+first that does not (no skipping). Otherwise every running request decodes one token, preempting the newest
+running requests when a decode cannot get a KV slot. This is why long prefills stall decodes (TBT spikes).
+
+Rejection: without chunking, vLLM ignores prompts longer than ``max_num_batched_tokens``. After a preemption
+the recomputed prefill is prompt + generated tokens, so a request is rejected at ``add`` when that can ever
+exceed the budget (``prompt + output - 1 > max_num_batched_tokens``, the analogue of vLLM requiring
+``max_model_len <= max_num_batched_tokens``) or when its longest KV footprint exceeds the whole pool. A request
+admitted here therefore always fits an empty instance, so the queue can never hang.
+"""
+
+from __future__ import annotations
+
+from ascendra.batch import Batch
+from ascendra.errors import UserError
+from ascendra.kv_cache import BlockManager
+from ascendra.policy import BasePolicy, max_kv_tokens
+from ascendra.request import Request
+
+
+class VllmScheduler(BasePolicy):
+    """vLLM (v0 default scheduler) as a policy over a block manager."""
+
+    def __init__(self, blocks: BlockManager, max_num_seqs: int = 128, max_num_batched_tokens: int = 8192) -> None:
+        super().__init__(blocks, max_num_seqs)
+        if max_num_batched_tokens <= 0:
+            raise UserError(f"max_num_batched_tokens must be positive, got {max_num_batched_tokens}")
+        self.max_num_batched_tokens = max_num_batched_tokens
+
+    def _reject_reason(self, request: Request) -> str | None:
+        longest_prefill = max_kv_tokens(request)
+        if longest_prefill > self.max_num_batched_tokens:
+            return (
+                f"a (re)computed prefill of up to {longest_prefill} tokens exceeds "
+                f"max_num_batched_tokens={self.max_num_batched_tokens}"
+            )
+        return super()._reject_reason(request)
+
+    def schedule(self, now: float) -> Batch:
+        batch = Batch()
+        if self.waiting:
+            self._admit_waiting(batch, self.max_num_batched_tokens, now, chunked=False)
+            if batch:
+                return batch
+        self._schedule_decodes(batch, now)
+        return batch
