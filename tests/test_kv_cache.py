@@ -1,0 +1,164 @@
+"""The KV block manager: real, disjoint block ids; exact growth; misuse raises; pool sizing by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ascendra.errors import UserError
+from ascendra.gpus import get_gpu
+from ascendra.kv_cache import BlockManager, KVCacheError, kv_bytes_per_block, num_kv_blocks
+from ascendra.models import get_model
+from ascendra.request import Request
+from workloads.spec import RequestSpec
+
+
+def req(request_id: int, prompt: int = 10, output: int = 5) -> Request:
+    return Request(RequestSpec(request_id, 0.0, prompt, output))
+
+
+def test_grow_allocates_ceil_blocks_with_real_ids() -> None:
+    blocks = BlockManager(10, block_size=4)
+    a, b = req(1), req(2)
+    blocks.grow(a, 5)  # 2 blocks
+    blocks.grow(b, 4)  # 1 block
+    assert blocks.block_table(1) == [0, 1]
+    assert blocks.block_table(2) == [2]
+    assert blocks.num_free == 7
+    assert blocks.num_used == 3
+    assert blocks.utilization == pytest.approx(0.3)
+
+
+def test_grow_is_a_no_op_when_the_table_already_covers() -> None:
+    blocks = BlockManager(10, block_size=4)
+    a = req(1)
+    blocks.grow(a, 8)
+    blocks.grow(a, 3)
+    blocks.grow(a, 8)
+    assert blocks.block_table(1) == [0, 1]
+    blocks.grow(a, 9)
+    assert blocks.block_table(1) == [0, 1, 2]
+    assert blocks.extra_blocks(a, 12) == 0
+    assert blocks.extra_blocks(a, 13) == 1
+
+
+def test_can_grow_counts_only_the_extra_blocks() -> None:
+    blocks = BlockManager(3, block_size=4)
+    a, b = req(1), req(2)
+    blocks.grow(a, 8)
+    assert blocks.can_grow(a, 12)
+    assert not blocks.can_grow(a, 13)
+    assert blocks.can_grow(b, 4)
+    assert not blocks.can_grow(b, 5)
+
+
+def test_oversubscription_raises_and_changes_nothing() -> None:
+    blocks = BlockManager(2, block_size=16)
+    a = req(1)
+    with pytest.raises(KVCacheError):
+        blocks.grow(a, 33)
+    assert blocks.num_free == 2
+    assert blocks.block_table(1) == []
+
+
+def test_free_returns_blocks_and_double_free_raises() -> None:
+    blocks = BlockManager(4, block_size=2)
+    a, b = req(1), req(2)
+    blocks.grow(a, 3)
+    blocks.grow(b, 4)
+    assert blocks.free(a) == 2
+    assert not blocks.holds(a)
+    assert blocks.num_free == 2
+    with pytest.raises(KVCacheError):
+        blocks.free(a)
+    blocks.free(b)
+    assert blocks.num_free == 4
+    # Freed ids are handed out again: the pool never invents or loses ids.
+    c = req(3)
+    blocks.grow(c, 8)
+    assert sorted(blocks.block_table(3)) == [0, 1, 2, 3]
+
+
+def test_block_table_is_a_copy() -> None:
+    blocks = BlockManager(4, block_size=2)
+    a = req(1)
+    blocks.grow(a, 2)
+    blocks.block_table(1).append(99)
+    assert blocks.block_table(1) == [0]
+
+
+def test_blocks_for() -> None:
+    blocks = BlockManager(4, block_size=16)
+    assert [blocks.blocks_for(n) for n in (0, 1, 16, 17, 32, 33)] == [0, 1, 1, 2, 2, 3]
+
+
+@pytest.mark.parametrize(("num_blocks", "block_size"), [(0, 16), (4, 0), (-1, 16)])
+def test_bad_sizes_are_user_errors(num_blocks: int, block_size: int) -> None:
+    with pytest.raises(UserError):
+        BlockManager(num_blocks, block_size)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    num_blocks=st.integers(1, 40),
+    block_size=st.sampled_from([1, 3, 16]),
+    ops=st.lists(st.tuples(st.booleans(), st.integers(0, 5), st.integers(0, 100)), max_size=60),
+)
+def test_random_grow_free_keeps_the_pool_consistent(
+    num_blocks: int, block_size: int, ops: list[tuple[bool, int, int]]
+) -> None:
+    """Whatever the sequence of grows and frees, tables are disjoint, cover what was asked, and together with
+    the free list partition exactly the ids 0..num_blocks-1."""
+    blocks = BlockManager(num_blocks, block_size)
+    requests = [req(i) for i in range(6)]
+    asked = [0] * 6
+    for is_grow, who, tokens in ops:
+        r = requests[who]
+        if is_grow:
+            if blocks.can_grow(r, tokens):
+                blocks.grow(r, tokens)
+                asked[who] = max(asked[who], tokens)
+            else:
+                with pytest.raises(KVCacheError):
+                    blocks.grow(r, tokens)
+        elif blocks.holds(r):
+            blocks.free(r)
+            asked[who] = 0
+        tables = [blocks.block_table(i) for i in range(6)]
+        held = [b for t in tables for b in t]
+        assert len(held) == len(set(held)) == blocks.num_used
+        assert sorted(held + blocks._free) == list(range(num_blocks))
+        for i, table in enumerate(tables):
+            assert len(table) == blocks.blocks_for(asked[i])
+
+
+def test_num_kv_blocks_llama_a100_by_hand() -> None:
+    model, gpu = get_model("llama-3.1-8b"), get_gpu("a100-80gb")
+    # 32 layers x (K, V) x 8 KV heads x 128 dims x 2 bytes x 16 slots = 2 MiB per block.
+    assert kv_bytes_per_block(model) == 2 * 1024**2
+    # 8,030,261,248 parameters in fp16; 72 GiB usable: (77,309,411,328 - 16,060,522,496) / 2 MiB = 29,205.7.
+    assert model.weight_bytes == 16_060_522_496
+    assert num_kv_blocks(model, gpu, 1, 0.9, activation_reserve_bytes=0) == 29_205
+    # One GiB of activations costs exactly 512 blocks.
+    assert num_kv_blocks(model, gpu, 1, 0.9, activation_reserve_bytes=1024**3) == 29_205 - 512
+    # The default estimate keeps a couple of GiB out: still tens of thousands of blocks (~450K tokens).
+    assert 27_000 < num_kv_blocks(model, gpu) < 29_205
+
+
+def test_num_kv_blocks_tensor_parallel_shards_weights_and_kv() -> None:
+    model, gpu = get_model("llama-3.1-8b"), get_gpu("a100-80gb")
+    # Per GPU: 72 GiB - 8,030,261,248 bytes of weights, blocks of 1 MiB.
+    expected = int((0.9 * 80 * 1024**3 - 16_060_522_496 / 2) // (1024**2))
+    assert num_kv_blocks(model, gpu, 2, 0.9, activation_reserve_bytes=0) == expected
+
+
+def test_num_kv_blocks_without_room_is_a_user_error() -> None:
+    model = get_model("llama-3.1-8b")
+    small = dataclasses.replace(get_gpu("a100-80gb"), name="tiny-gpu", memory_bytes=16 * 1024**3)
+    with pytest.raises(UserError, match="no memory for the KV cache"):
+        num_kv_blocks(model, small)
+    with pytest.raises(UserError):
+        num_kv_blocks(model, get_gpu("a100-80gb"), tp=0)
