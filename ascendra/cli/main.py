@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ascendra.cli import workloads_cmd  # noqa: F401  (registers `ascbench workloads`)
 from ascendra.cli.app import app
 
 
