@@ -40,8 +40,17 @@ def packaged_path() -> Path:
     return Path(__file__).resolve().parents[1] / "data" / "cost_model.json"
 
 
+def _read_document(path: Path) -> dict[str, Any]:
+    """The parsed file, cached while the file is unchanged (a re-calibration in the same process is seen)."""
+    try:
+        stamp = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        raise UserError(f"cost model file not found: {path} (run `ascbench calibrate`)") from None
+    return _parse_document(str(path), stamp)
+
+
 @lru_cache(maxsize=8)
-def _read_document(path: str) -> dict[str, Any]:
+def _parse_document(path: str, _stamp: int) -> dict[str, Any]:
     try:
         doc = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -132,7 +141,7 @@ class CostModel:
         spec = get_model(model) if isinstance(model, str) else model
         gspec = get_gpu(gpu) if isinstance(gpu, str) else gpu
         tp = spec.default_tp if tp is None else tp
-        doc = _read_document(str(path or packaged_path()))
+        doc = _read_document(Path(path) if path is not None else packaged_path())
         entry = doc["entries"].get(f"{spec.name}/{gspec.name}/tp{tp}")
         if entry is None:
             same = (e for e in doc["entries"].values() if e["model"] == spec.name and e["gpu"] == gspec.name)
