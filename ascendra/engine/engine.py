@@ -1,0 +1,196 @@
+"""The execution engine: runs one scheduler ``Batch`` as one forward pass and samples the next tokens.
+
+The engine owns the model weights and the paged KV pool but not the block allocation: the caller passes each
+request's block table (from the serving system's block manager), grown to cover the batch's new tokens.
+A request's token sequence is its prompt ids followed by ``request.output_ids``; the caller appends each
+sampled id there before the request's next decode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from ascendra.batch import Batch, BatchItem
+from ascendra.engine.attention import AttentionMetadata, build_metadata
+from ascendra.engine.config import EngineConfig
+from ascendra.engine.kv_pool import PagedKVCache
+from ascendra.engine.model import DecoderModel
+from ascendra.engine.sampler import Sampler
+from ascendra.engine.weights import parse_dtype
+from ascendra.errors import UserError
+from ascendra.request import Request
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A batch flattened for one forward pass (prefill chunks first, then decodes)."""
+
+    input_ids: torch.Tensor
+    positions: torch.Tensor
+    meta: AttentionMetadata
+    order: list[BatchItem]  # items in flat-row order
+    starts: list[int]  # first flat row of each item in ``order``
+
+
+class Engine:
+    """A Llama-family decoder with a paged KV cache that executes hybrid prefill/decode batches."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        weights: Mapping[str, torch.Tensor],
+        num_blocks: int,
+        block_size: int = 16,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype = torch.float32,
+        temperature: float = 0.0,
+        seed: int = 0,
+        synthetic_prompts: bool = False,
+    ) -> None:
+        """``synthetic_prompts``: requests without prompt ids (length-only traces) get seeded random ids derived
+        from their request id instead of being rejected; for performance runs only."""
+        self.config = config
+        self.device = torch.device(device)
+        self.dtype = parse_dtype(dtype)
+        self.model = DecoderModel(config, weights, self.device, self.dtype)
+        self.kv_cache = PagedKVCache(config, num_blocks, block_size, self.device, self.dtype)
+        self.sampler = Sampler(temperature, seed, self.device)
+        self.synthetic_prompts = synthetic_prompts
+
+    @property
+    def block_size(self) -> int:
+        return self.kv_cache.block_size
+
+    @property
+    def num_blocks(self) -> int:
+        return self.kv_cache.num_blocks
+
+    def execute(self, batch: Batch, block_tables: Mapping[int, list[int]]) -> dict[int, int | None]:
+        """Run ``batch``; return request id -> next token for items that complete their prefill or decode,
+        None for partial prefill chunks. The batch's K/V are written into the cache."""
+        prep = self._prepare(batch, block_tables)
+        emitting = [
+            (item, start + item.num_tokens - 1)
+            for item, start in zip(prep.order, prep.starts, strict=True)
+            if _emits(item)
+        ]
+        rows = torch.tensor([row for _, row in emitting], dtype=torch.long, device=self.device)
+        logits = self.model.forward(prep.input_ids, prep.positions, prep.meta, self.kv_cache, rows)
+        tokens = self.sampler.sample(logits)
+        out: dict[int, int | None] = {item.request.id: None for item in batch.items}
+        for (item, _), token in zip(emitting, tokens, strict=True):
+            out[item.request.id] = token
+        return out
+
+    def logits(self, batch: Batch, block_tables: Mapping[int, list[int]]) -> dict[int, torch.Tensor]:
+        """Run ``batch`` like ``execute`` (K/V are written) but return fp32 logits [num_tokens, vocab] for every
+        new token of every item, by request id: for checking the engine against a reference."""
+        prep = self._prepare(batch, block_tables)
+        total = int(prep.input_ids.shape[0])
+        rows = torch.arange(total, device=self.device)
+        logits = self.model.forward(prep.input_ids, prep.positions, prep.meta, self.kv_cache, rows)
+        return {
+            item.request.id: logits[start : start + item.num_tokens]
+            for item, start in zip(prep.order, prep.starts, strict=True)
+        }
+
+    def token_ids(self, request: Request) -> list[int]:
+        """The request's known sequence: prompt ids followed by its generated ids."""
+        return self._tokens(request, 0, request.prompt_len + len(request.output_ids))
+
+    def _prompt_ids(self, request: Request) -> list[int] | tuple[int, ...]:
+        spec = request.spec
+        if spec.prompt_ids is not None:
+            if len(spec.prompt_ids) != spec.prompt_tokens:
+                raise UserError(
+                    f"request {spec.request_id}: {len(spec.prompt_ids)} prompt ids but "
+                    f"prompt_tokens={spec.prompt_tokens}"
+                )
+            return spec.prompt_ids
+        if self.synthetic_prompts:
+            gen = torch.Generator().manual_seed(spec.request_id)
+            return torch.randint(self.config.vocab_size, (spec.prompt_tokens,), generator=gen).tolist()
+        raise UserError(
+            f"request {spec.request_id} has no prompt token ids; the real engine needs a tokenised workload "
+            "(or synthetic prompts for performance runs)"
+        )
+
+    def _tokens(self, request: Request, start: int, stop: int) -> list[int]:
+        """Tokens [start, stop) of prompt + output ids, touching the prompt only when the range reaches into it
+        (decodes read just the last generated id)."""
+        n_prompt = request.prompt_len
+        out: list[int] = []
+        if start < n_prompt:
+            out.extend(self._prompt_ids(request)[start : min(stop, n_prompt)])
+        if stop > n_prompt:
+            out.extend(request.output_ids[max(0, start - n_prompt) : stop - n_prompt])
+        return out
+
+    def _prepare(self, batch: Batch, block_tables: Mapping[int, list[int]]) -> _Prepared:
+        if not batch.items:
+            raise ValueError("cannot execute an empty batch")
+        order = [it for it in batch.items if it.is_prefill] + [it for it in batch.items if not it.is_prefill]
+        ids: list[int] = []
+        positions: list[int] = []
+        starts: list[int] = []
+        prefills: list[tuple[int, int, list[int]]] = []
+        decodes: list[tuple[int, list[int]]] = []
+        seen: set[int] = set()
+        for item in order:
+            rid = item.request.id
+            if rid in seen:
+                raise ValueError(f"request {rid} appears twice in one batch")
+            seen.add(rid)
+            end = item.context + item.num_tokens
+            if item.num_tokens <= 0 or item.context < 0 or (not item.is_prefill and item.num_tokens != 1):
+                raise ValueError(f"request {rid}: invalid batch item ({item.num_tokens} tokens at {item.context})")
+            if end > self.config.max_position_embeddings:
+                raise UserError(
+                    f"request {rid}: sequence of {end} tokens exceeds the model's maximum of "
+                    f"{self.config.max_position_embeddings} positions"
+                )
+            known = item.request.prompt_len + len(item.request.output_ids)
+            if item.is_prefill and end > known:
+                raise ValueError(f"request {rid}: prefill up to token {end} but only {known} tokens are known")
+            if not item.is_prefill and item.context != known - 1:
+                raise ValueError(
+                    f"request {rid}: decode at position {item.context} but {known} tokens are known; the last "
+                    "sampled token must be appended to request.output_ids"
+                )
+            table = block_tables.get(rid)
+            if table is None:
+                raise ValueError(f"request {rid}: no block table")
+            if len(table) * self.block_size < end:
+                raise ValueError(
+                    f"request {rid}: block table of {len(table)} blocks cannot hold {end} tokens "
+                    f"(block size {self.block_size})"
+                )
+            needed = table[: -(-end // self.block_size)]
+            if any(not 0 <= b < self.num_blocks for b in needed):
+                raise ValueError(f"request {rid}: block id out of range [0, {self.num_blocks}) in {needed}")
+            chunk = self._tokens(item.request, item.context, end)
+            if any(not 0 <= tok < self.config.vocab_size for tok in chunk):
+                raise UserError(f"request {rid}: token id outside the vocabulary of {self.config.vocab_size}")
+            starts.append(len(ids))
+            ids.extend(chunk)
+            positions.extend(range(item.context, end))
+            if item.is_prefill:
+                prefills.append((item.context, item.num_tokens, needed))
+            else:
+                decodes.append((item.context, needed))
+        meta = build_metadata(prefills, decodes, self.kv_cache, self.config.sliding_window, self.device)
+        return _Prepared(
+            input_ids=torch.tensor(ids, dtype=torch.long, device=self.device),
+            positions=torch.tensor(positions, dtype=torch.long, device=self.device),
+            meta=meta,
+            order=order,
+            starts=starts,
+        )
+
+
+def _emits(item: BatchItem) -> bool:
+    """A decode always emits; a prefill chunk emits when it completes the request's prefill target."""
+    return not item.is_prefill or item.context + item.num_tokens >= item.request.prefill_target

@@ -1,0 +1,64 @@
+"""The paged KV cache: per layer, a pool of fixed-size blocks of K and V, addressed by block tables.
+
+Block ids are handed out by the serving system's block manager, never by the engine, so the pool works with
+any allocator: a sequence's token at position ``p`` lives in block ``table[p // block_size]`` at offset
+``p % block_size``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ascendra.engine.config import EngineConfig
+from ascendra.errors import UserError
+
+
+class PagedKVCache:
+    """K and V pools, one pair per layer, each [num_blocks, block_size, kv_heads, head_dim]."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        num_blocks: int,
+        block_size: int = 16,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if num_blocks <= 0:
+            raise UserError(f"KV cache: num_blocks must be positive, got {num_blocks}")
+        if block_size <= 0:
+            raise UserError(f"KV cache: block_size must be positive, got {block_size}")
+        self.num_blocks = num_blocks
+        self.block_size = block_size
+        self.num_kv_heads = config.num_kv_heads
+        self.head_dim = config.head_dim
+        shape = (num_blocks, block_size, config.num_kv_heads, config.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_layers)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_layers)]
+
+    @property
+    def num_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.k + self.v)
+
+    def slots(self, block_table: list[int], start: int, stop: int) -> list[int]:
+        """Flat slot indices of positions [start, stop) of a sequence."""
+        bs = self.block_size
+        return [block_table[p // bs] * bs + p % bs for p in range(start, stop)]
+
+    def write(self, layer: int, slot_mapping: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Store new K/V rows [T, kv_heads, head_dim] at flat slots [T]."""
+        self.k[layer].view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, slot_mapping, k)
+        self.v[layer].view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, slot_mapping, v)
+
+    def gather(self, layer: int, block_ids: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``length`` positions of one sequence as contiguous [length, kv_heads, head_dim] K and V."""
+        k = self.k[layer][block_ids].flatten(0, 1)[:length]
+        v = self.v[layer][block_ids].flatten(0, 1)[:length]
+        return k, v
+
+    def gather_padded(self, layer: int, block_tables: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """K and V of several sequences [B, max_blocks * block_size, kv_heads, head_dim] from padded tables
+        [B, max_blocks]; positions past each sequence's length are garbage and must be masked."""
+        k = self.k[layer][block_tables].flatten(1, 2)
+        v = self.v[layer][block_tables].flatten(1, 2)
+        return k, v
