@@ -1,0 +1,123 @@
+"""Calibration: its numeric helpers, the FLOP-ratio scaling, and that ../shared reproduces the packaged file."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ascendra.costmodel import packaged_path
+from ascendra.costmodel.calibrate import (
+    TOKEN_GRID,
+    calibrate,
+    default_data_dir,
+    isotonic,
+    layer_shape,
+    sample,
+    valid_tp,
+    write_json,
+)
+from ascendra.costmodel.shapes import LAYER_OPS, LayerShape
+from ascendra.errors import UserError
+from ascendra.models import get_model
+
+DATA = default_data_dir()
+needs_data = pytest.mark.skipif(
+    not (DATA / "profiles").is_dir(), reason=f"reference profiles not found at {DATA} (set ASCENDRA_DATA_DIR)"
+)
+
+# The profiled shapes (from the profile files' shape columns).
+LLAMA3_8B = LayerShape(hidden=4096, ffn=14336, num_heads=32, num_kv_heads=8, head_dim=128, vocab=128256)
+LLAMA2_7B = LayerShape(hidden=4096, ffn=11008, num_heads=32, num_kv_heads=32, head_dim=128, vocab=32000)
+
+
+def test_isotonic_removes_dips_and_keeps_monotone_input() -> None:
+    assert isotonic(np.array([1.0, 3.0, 2.0, 4.0])).tolist() == [1.0, 2.5, 2.5, 4.0]
+    assert isotonic(np.array([1.0, 2.0, 5.0])).tolist() == [1.0, 2.0, 5.0]
+    assert isotonic(np.array([5.0, 1.0, 0.0])).tolist() == pytest.approx([2.0, 2.0, 2.0])
+
+
+def test_sample_interpolates_clamps_and_extrapolates_linearly() -> None:
+    x = np.array([2.0, 4.0, 6.0, 8.0])
+    y = 3.0 * x + 1.0
+    out = sample(x, y, np.array([1.0, 3.0, 8.0, 16.0]))
+    assert out.tolist() == pytest.approx([7.0, 10.0, 25.0, 49.0])  # flat below, line above
+
+
+def test_flop_ratios_of_identical_and_scaled_shapes() -> None:
+    llama31 = layer_shape(get_model("llama-3.1-8b"))
+    assert llama31.ratios_to(LLAMA3_8B, 2) == dict.fromkeys(LAYER_OPS, 1.0)
+    assert llama31.distance_to(LLAMA3_8B) == 0.0
+    # Llama-3 on Llama-2's profile: GQA halves the QKV projection, the wider MLP adds 14336/11008.
+    r = llama31.ratios_to(LLAMA2_7B, 1)
+    assert r["attn_pre_proj"] == pytest.approx(0.5)
+    assert r["mlp_up_proj"] == r["mlp_down_proj"] == pytest.approx(14336 / 11008)
+    assert r["attn_post_proj"] == r["input_layernorm"] == 1.0
+    # qwen-14b is closer to the Llama-3-8B profile than to Llama-2-7B.
+    qwen = layer_shape(get_model("qwen-14b"))
+    assert qwen.distance_to(LLAMA3_8B) < qwen.distance_to(LLAMA2_7B)
+    assert qwen.ratios_to(LLAMA3_8B, 2)["attn_post_proj"] == pytest.approx((5120 / 4096) ** 2)
+    assert qwen.lm_head_work(2) == 5120 * 152064 / 2
+
+
+def test_valid_tp_requires_even_head_split() -> None:
+    assert valid_tp(get_model("tiny"), 2) and not valid_tp(get_model("tiny"), 4)
+    assert valid_tp(get_model("qwen-14b"), 4) and not valid_tp(get_model("qwen-14b"), 3)
+
+
+def test_missing_data_dir_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no profiles under"):
+        calibrate(tmp_path)
+
+
+def test_packaged_file_is_small_and_machine_independent() -> None:
+    text = packaged_path().read_text()
+    assert len(text.encode()) < 200_000
+    doc = json.loads(text)
+    assert doc["token_grid"] == list(TOKEN_GRID)
+    assert "/work/" not in text and "/home/" not in text
+    for entry in doc["entries"].values():
+        for key in ("linear_layer_ms", "lm_head_ms"):
+            values = entry[key]
+            assert len(values) == len(TOKEN_GRID) and values == sorted(values) and values[0] > 0
+        if entry["tp"] == 1:
+            assert entry["all_reduce_ms"] is None
+        else:
+            assert entry["all_reduce_ms"] == sorted(entry["all_reduce_ms"]) and entry["all_reduce_ms"][0] > 0
+
+
+def _assert_same(a: object, b: object, where: str = "") -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-9), f"{where}: {a} != {b}"  # type: ignore[arg-type]
+    else:
+        assert a == b, where
+
+
+@needs_data
+def test_calibration_from_reference_data_reproduces_the_packaged_file(tmp_path: Path) -> None:
+    out = tmp_path / "cost_model.json"
+    size = write_json(calibrate(DATA), out)
+    assert size < 200_000
+    _assert_same(json.loads(out.read_text()), json.loads(packaged_path().read_text()))
+
+
+@needs_data
+def test_calibrated_table_follows_the_profile_it_came_from() -> None:
+    """Llama-3.1-8B on A100 uses its own shape's profile unscaled: 1 token ~0.30 ms/layer, 4096 ~8.5 ms/layer."""
+    entry = calibrate(DATA)["entries"]["llama-3.1-8b/a100-80gb/tp1"]
+    assert entry["profile"].endswith("Meta-Llama-3-8B")
+    table = dict(zip(TOKEN_GRID, entry["linear_layer_ms"], strict=True))
+    assert 0.25 < table[1] < 0.35 and 7.5 < table[4096] < 9.5
+    h100 = calibrate(DATA)["entries"]["llama-3.1-8b/h100-80gb/tp1"]
+    assert h100["profile"].startswith("h100/") and h100["op_scale"]["attn_pre_proj"] == pytest.approx(0.5)
