@@ -10,24 +10,14 @@ import numpy as np
 import pytest
 
 from ascendra.costmodel import packaged_path
-from ascendra.costmodel.calibrate import (
-    TOKEN_GRID,
-    calibrate,
-    default_data_dir,
-    isotonic,
-    layer_shape,
-    sample,
-    valid_tp,
-    write_json,
-)
+from ascendra.costmodel.calibrate import calibrate, default_data_dir, layer_shape, valid_tp, write_json
+from ascendra.costmodel.model import PiecewiseLinear
 from ascendra.costmodel.shapes import LAYER_OPS, LayerShape
+from ascendra.costmodel.tables import EXTEND_TO, compact_table, isotonic, sample, simplify
 from ascendra.errors import UserError
 from ascendra.models import get_model
 
 DATA = default_data_dir()
-needs_data = pytest.mark.skipif(
-    not (DATA / "profiles").is_dir(), reason=f"reference profiles not found at {DATA} (set ASCENDRA_DATA_DIR)"
-)
 
 # The profiled shapes (from the profile files' shape columns).
 LLAMA3_8B = LayerShape(hidden=4096, ffn=14336, num_heads=32, num_kv_heads=8, head_dim=128, vocab=128256)
@@ -45,6 +35,27 @@ def test_sample_interpolates_clamps_and_extrapolates_linearly() -> None:
     y = 3.0 * x + 1.0
     out = sample(x, y, np.array([1.0, 3.0, 8.0, 16.0]))
     assert out.tolist() == pytest.approx([7.0, 10.0, 25.0, 49.0])  # flat below, line above
+
+
+def test_simplify_keeps_steps_and_drops_collinear_points() -> None:
+    """A staircase on a linear trend: every step edge survives, points on straight runs do not."""
+    x = np.arange(1.0, 401.0)
+    y = 0.01 * x + 0.5 * (x > 128) + 0.5 * (x > 256)
+    keep = simplify(x, y, rel_tol=0.01, abs_tol=0.0)
+    assert len(keep) < 12
+    approx = np.interp(x, x[keep], y[keep])
+    assert np.all(np.abs(approx - y) <= 0.01 * y + 1e-12)
+    assert {128.0, 129.0, 256.0, 257.0} <= set(x[keep].tolist())
+
+
+def test_compact_table_is_monotone_and_spans_to_the_end() -> None:
+    rng = np.random.default_rng(0)
+    x = np.arange(1.0, 2049.0, 8.0)
+    y = 0.1 + 0.001 * x + rng.normal(0, 0.002, len(x))
+    xs, ys = compact_table(x, y)
+    assert xs[0] == 1 and xs[-1] == EXTEND_TO and len(xs) < 30
+    assert ys == sorted(ys)
+    assert PiecewiseLinear(xs, ys)(4096) == pytest.approx(0.1 + 0.001 * 4096, rel=0.05)
 
 
 def test_flop_ratios_of_identical_and_scaled_shapes() -> None:
@@ -77,16 +88,17 @@ def test_packaged_file_is_small_and_machine_independent() -> None:
     text = packaged_path().read_text()
     assert len(text.encode()) < 200_000
     doc = json.loads(text)
-    assert doc["token_grid"] == list(TOKEN_GRID)
     assert "/work/" not in text and "/home/" not in text
     for entry in doc["entries"].values():
-        for key in ("linear_layer_ms", "lm_head_ms"):
-            values = entry[key]
-            assert len(values) == len(TOKEN_GRID) and values == sorted(values) and values[0] > 0
+        tables = [(entry["linear_layer"], "tokens"), (entry["lm_head"], "seqs")]
         if entry["tp"] == 1:
-            assert entry["all_reduce_ms"] is None
+            assert entry["all_reduce"] is None
         else:
-            assert entry["all_reduce_ms"] == sorted(entry["all_reduce_ms"]) and entry["all_reduce_ms"][0] > 0
+            tables.append((entry["all_reduce"], "tokens"))
+        for table, axis in tables:
+            xs, ms = table[axis], table["ms"]
+            assert xs[0] == 1 and xs[-1] == EXTEND_TO and xs == sorted(set(xs)) and len(xs) == len(ms)
+            assert ms == sorted(ms) and ms[0] > 0
 
 
 def _assert_same(a: object, b: object, where: str = "") -> None:
@@ -104,20 +116,26 @@ def _assert_same(a: object, b: object, where: str = "") -> None:
         assert a == b, where
 
 
-@needs_data
-def test_calibration_from_reference_data_reproduces_the_packaged_file(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def calibrated() -> dict:
+    if not (DATA / "profiles").is_dir():
+        pytest.skip(f"reference profiles not found at {DATA} (set ASCENDRA_DATA_DIR)")
+    return calibrate(DATA)
+
+
+def test_calibration_from_reference_data_reproduces_the_packaged_file(calibrated: dict, tmp_path: Path) -> None:
     out = tmp_path / "cost_model.json"
-    size = write_json(calibrate(DATA), out)
+    size = write_json(calibrated, out)
     assert size < 200_000
     _assert_same(json.loads(out.read_text()), json.loads(packaged_path().read_text()))
 
 
-@needs_data
-def test_calibrated_table_follows_the_profile_it_came_from() -> None:
+def test_calibrated_table_follows_the_profile_it_came_from(calibrated: dict) -> None:
     """Llama-3.1-8B on A100 uses its own shape's profile unscaled: 1 token ~0.30 ms/layer, 4096 ~8.5 ms/layer."""
-    entry = calibrate(DATA)["entries"]["llama-3.1-8b/a100-80gb/tp1"]
+    entries = calibrated["entries"]
+    entry = entries["llama-3.1-8b/a100-80gb/tp1"]
     assert entry["profile"].endswith("Meta-Llama-3-8B")
-    table = dict(zip(TOKEN_GRID, entry["linear_layer_ms"], strict=True))
-    assert 0.25 < table[1] < 0.35 and 7.5 < table[4096] < 9.5
-    h100 = calibrate(DATA)["entries"]["llama-3.1-8b/h100-80gb/tp1"]
+    layer = PiecewiseLinear(entry["linear_layer"]["tokens"], entry["linear_layer"]["ms"])
+    assert 0.25 < layer(1) < 0.35 and 7.5 < layer(4096) < 9.5
+    h100 = entries["llama-3.1-8b/h100-80gb/tp1"]
     assert h100["profile"].startswith("h100/") and h100["op_scale"]["attn_pre_proj"] == pytest.approx(0.5)

@@ -23,8 +23,13 @@ def _check_out(out: Path, packaged: Path, force: bool) -> None:
         raise UserError(f"folder {out.parent} does not exist")
 
 
-def _at(grid: list[int], values: list[float] | None, tokens: int) -> float | None:
-    return None if values is None else values[grid.index(tokens)]
+def _at(table: dict[str, list[float]] | None, tokens: int) -> float | None:
+    """A calibrated table's value at ``tokens`` (the runtime's interpolation), None for an absent table."""
+    if table is None:
+        return None
+    from ascendra.costmodel.model import PiecewiseLinear
+
+    return PiecewiseLinear(table["tokens"], table["ms"])(tokens)
 
 
 @app.command("calibrate")
@@ -56,13 +61,12 @@ def calibrate_cmd(
     _check_out(out, packaged_path(), force)
     doc = calibrate(data_dir)
     size = write_json(doc, out)
-    grid = doc["token_grid"]
     entries = [
         {
             "key": key,
             "profile": e["profile"],
-            **{f"linear_layer_ms@{n}": _at(grid, e["linear_layer_ms"], n) for n in SUMMARY_TOKENS},
-            "all_reduce_ms@512": _at(grid, e["all_reduce_ms"], 512),
+            **{f"linear_layer_ms@{n}": _at(e["linear_layer"], n) for n in SUMMARY_TOKENS},
+            "all_reduce_ms@512": _at(e["all_reduce"], 512),
         }
         for key, e in doc["entries"].items()
     ]

@@ -1,12 +1,13 @@
 """Calibration: derive the cost model's compact tables from the measured profiles and write them as JSON.
 
-For every model x GPU x TP degree this produces, on a fixed grid of token counts (``TOKEN_GRID``):
+For every model x GPU x TP degree this produces three compact piecewise-linear tables (``tables``: the
+fewest measured points that interpolate the full-resolution curve within 2%):
 
-- ``linear_layer_ms``: one decoder layer's GEMM/norm/activation time (the nine profiled ops summed), at the
+- ``linear_layer``: one decoder layer's GEMM/norm/activation time (the nine profiled ops summed) against the
   iteration's total token count;
-- ``lm_head_ms``: the hidden x vocab GEMM at that many sequences (one sampled token per sequence);
-- ``all_reduce_ms``: one TP all-reduce of that many tokens' hidden states (``tokens * hidden * 2`` bytes);
-  the runtime charges two per layer. ``null`` at TP 1.
+- ``lm_head``: the hidden x vocab GEMM against the number of sequences (one sampled token per sequence);
+- ``all_reduce``: one TP all-reduce of that many tokens' hidden states (``tokens * hidden * 2`` bytes)
+  against tokens; the runtime charges two per layer. ``null`` at TP 1.
 
 How the numbers are derived (documented here because the runtime only sees the result):
 
@@ -18,9 +19,10 @@ How the numbers are derived (documented here because the runtime only sees the r
   op is never faster than the fastest kernel in the profile (the launch floor), which matters for ``tiny``.
 - The LM head is the profiled ``mlp_up_proj`` GEMM (hidden x 2*ffn) scaled by hidden*vocab / (hidden*2*ffn).
 - Measurement noise is removed by an isotonic (pool-adjacent-violators) fit, so more tokens never cost
-  less. Beyond the profile's largest token count (4,096 for the Llama-2-7B profiles) times are extended by
-  a least-squares line through the upper half of the profile (GEMMs are compute-bound there, linear in
-  tokens); below the smallest all-reduce message the smallest message's latency applies.
+  less. Beyond the profile's largest token count (4,096 for the Llama-2-7B profiles, 32,768 for
+  Llama-3-8B) times are extended by a least-squares line through the upper half of the profile (GEMMs are
+  compute-bound there, linear in tokens); below the smallest all-reduce message the smallest message's
+  latency applies.
 """
 
 from __future__ import annotations
@@ -43,19 +45,13 @@ from ascendra.costmodel.profiles import (
     read_compute_profile,
 )
 from ascendra.costmodel.shapes import LAYER_OPS, LayerShape
+from ascendra.costmodel.tables import ABS_TOL_MS, REL_TOL, compact_table
 from ascendra.errors import UserError
 from ascendra.gpus import GPUS, GpuSpec
 from ascendra.models import MODELS, ModelSpec
 
-# Token counts at which the tables are sampled: dense where GEMM times bend, sparse where they are linear.
-TOKEN_GRID: tuple[int, ...] = (
-    1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024,
-    1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192, 10240, 12288, 16384, 24576, 32768,
-)  # fmt: skip
-
 TP_DEGREES: tuple[int, ...] = (1, 2, 4)
 NETWORK_TOPOLOGY = "pairwise_nvlink"
-SIGNIFICANT_DIGITS = 5
 _NUMBER_LIST = re.compile(r"\[([-+0-9.eE,\s]*)\]")
 
 
@@ -67,34 +63,6 @@ def default_data_dir() -> Path:
     """``$ASCENDRA_DATA_DIR`` or ``../shared/data`` next to the repository root."""
     env = os.environ.get("ASCENDRA_DATA_DIR")
     return Path(env) if env else repo_root() / ".." / "shared" / "data"
-
-
-def isotonic(y: np.ndarray) -> np.ndarray:
-    """Least-squares non-decreasing fit (pool adjacent violators): noise must never make more work cheaper."""
-    blocks: list[list[float]] = []  # [mean, weight]
-    for v in y.tolist():
-        blocks.append([v, 1.0])
-        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-            m2, w2 = blocks.pop()
-            m1, w1 = blocks.pop()
-            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2])
-    return np.concatenate([np.full(int(w), m) for m, w in blocks])
-
-
-def sample(x: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Monotone ``y(x)`` at ``at``: interpolated inside, flat below, a fitted line (never lower) above."""
-    y = isotonic(y)
-    out = np.interp(at, x, y)
-    above = at > x[-1]
-    if above.any():
-        upper = x >= x[-1] / 2
-        slope, intercept = np.polyfit(x[upper], y[upper], 1)
-        out[above] = np.maximum(intercept + slope * at[above], y[-1])
-    return out
-
-
-def _round(values: np.ndarray) -> list[float]:
-    return [float(f"{v:.{SIGNIFICANT_DIGITS}g}") for v in values.tolist()]
 
 
 def layer_shape(model: ModelSpec) -> LayerShape:
@@ -156,7 +124,6 @@ def derive_entry(model: ModelSpec, gpu: GpuSpec, tp: int, profiles: Profiles) ->
     tokens, ops = profile.tables[tp]
     layer = sum(np.maximum(ratios[op] * ops[op], floor) for op in LAYER_OPS)
     lm_head = np.maximum(lm_ratio * ops["mlp_up_proj"], floor)
-    grid = np.asarray(TOKEN_GRID, dtype=float)
     entry: dict[str, Any] = {
         "model": model.name,
         "gpu": gpu.name,
@@ -174,9 +141,9 @@ def derive_entry(model: ModelSpec, gpu: GpuSpec, tp: int, profiles: Profiles) ->
         "profile": profile.name,
         "op_scale": {op: float(f"{r:.6g}") for op, r in ratios.items()},
         "lm_head_scale": float(f"{lm_ratio:.6g}"),
-        "linear_layer_ms": _round(sample(tokens, layer, grid)),
-        "lm_head_ms": _round(sample(tokens, lm_head, grid)),
-        "all_reduce_ms": None,
+        "linear_layer": _table("tokens", tokens, layer),
+        "lm_head": _table("seqs", tokens, lm_head),
+        "all_reduce": None,
     }
     if tp > 1:
         network = profiles.all_reduce[gpu.name]
@@ -184,8 +151,13 @@ def derive_entry(model: ModelSpec, gpu: GpuSpec, tp: int, profiles: Profiles) ->
             raise UserError(f"all-reduce profile {network.name} has no rows for {tp} workers")
         sizes, times = network.tables[tp]
         entry["network_profile"] = network.name
-        entry["all_reduce_ms"] = _round(sample(sizes, times, grid * model.hidden * model.dtype_bytes))
+        entry["all_reduce"] = _table("tokens", sizes / (model.hidden * model.dtype_bytes), times)
     return entry
+
+
+def _table(axis: str, x: np.ndarray, y: np.ndarray) -> dict[str, list[Any]]:
+    xs, ys = compact_table(x, y)
+    return {axis: xs, "ms": ys}
 
 
 def entry_key(model: str, gpu: str, tp: int) -> str:
@@ -204,8 +176,8 @@ def calibrate(data_dir: Path) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "generated_by": "ascbench calibrate",
-        "units": {"time": "ms", "grid": "tokens (linear, all-reduce) or sequences (LM head)"},
-        "token_grid": list(TOKEN_GRID),
+        "units": {"time": "ms per layer (linear, one all-reduce) or per iteration (LM head)"},
+        "table_tolerance": {"relative": REL_TOL, "absolute_ms": ABS_TOL_MS},
         **chosen_params(),
         "entries": entries,
     }

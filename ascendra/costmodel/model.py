@@ -87,7 +87,7 @@ class Breakdown:
         }
 
 
-class _Table:
+class PiecewiseLinear:
     """A piecewise-linear function on a fixed grid, extended past its end by its last segment."""
 
     __slots__ = ("xs", "ys", "slopes")
@@ -116,12 +116,13 @@ class CostModel:
         engine = doc["engine"]
         self.params: dict[str, float] = {**gpu_params, **engine}
         layers = model.num_layers
-        grid = doc["token_grid"]
-        ar = entry["all_reduce_ms"] or [0.0] * len(grid)
-        self._linear = _Table(grid, [layers * t * _MS for t in entry["linear_layer_ms"]])
-        self._all_reduce = _Table(grid, [2 * layers * t * _MS for t in ar])
-        self._linear_ar = _Table(grid, [a + b for a, b in zip(self._linear.ys, self._all_reduce.ys, strict=True)])
-        self._lm_head = _Table(grid, [t * _MS for t in entry["lm_head_ms"]])
+        linear, lm = entry["linear_layer"], entry["lm_head"]
+        ar = entry["all_reduce"] or {"tokens": [1], "ms": [0.0]}
+        self._linear = PiecewiseLinear(linear["tokens"], [layers * t * _MS for t in linear["ms"]])
+        self._all_reduce = PiecewiseLinear(ar["tokens"], [2 * layers * t * _MS for t in ar["ms"]])
+        both = sorted({*self._linear.xs, *self._all_reduce.xs})
+        self._linear_ar = PiecewiseLinear(both, [self._linear(x) + self._all_reduce(x) for x in both])
+        self._lm_head = PiecewiseLinear(lm["seqs"], [t * _MS for t in lm["ms"]])
         flops_per_pair = 4 * model.num_heads * model.head_dim * layers / tp
         self._pair_s = flops_per_pair / (gpu_params["prefill_attention_efficiency"] * gpu.peak_flops)
         kv_bytes = model.num_layers * 2 * model.num_kv_heads * model.head_dim * model.dtype_bytes / tp
