@@ -53,6 +53,9 @@ CONFIGS = {
 }
 
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
 class Blocks:
     """A trivial allocator standing in for the block manager: shuffled ids, so tables are non-contiguous."""
 
@@ -119,12 +122,13 @@ def generate(
     return {r.id: list(r.output_ids) for r in requests}
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_random_mixed_batches_match_dense_reference(name: str) -> None:
+def test_random_mixed_batches_match_dense_reference(name: str, device: str) -> None:
     """Random chunk sizes, batch compositions and a preemption; every new token's logits vs full recompute."""
     cfg = CONFIGS[name]
-    weights = dummy_weights(cfg, seed=7, std=0.2)
-    engine = Engine(cfg, weights, num_blocks=96, block_size=BLOCK)
+    weights = dummy_weights(cfg, seed=7, std=0.2, device=device)
+    engine = Engine(cfg, weights, num_blocks=96, block_size=BLOCK, device=device)
     blocks = Blocks(96, seed=1)
     rng = random.Random(3)
     requests = [make_request(i, rng.randint(1, 40), rng.randint(1, 12), cfg.vocab_size, seed=1) for i in range(7)]
@@ -153,22 +157,23 @@ def test_random_mixed_batches_match_dense_reference(name: str) -> None:
                 blocks.release(r.id)
     assert preempted
     refs = {r.id: reference_logits(cfg, weights, list(r.spec.prompt_ids) + r.output_ids) for r in requests}
-    worst = max((got - refs[r.id][pos : pos + got.shape[0]]).abs().max().item() for r, pos, got in checked)
+    worst = max((got.cpu() - refs[r.id][pos : pos + got.shape[0]]).abs().max().item() for r, pos, got in checked)
     assert worst < 1e-4
     assert sum(got.shape[0] for _, _, got in checked) > sum(r.prompt_len + r.output_len for r in requests)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["llama3-rope", "mistral-window"])
-def test_greedy_output_invariant_to_chunking_batching_and_preemption(name: str) -> None:
+def test_greedy_output_invariant_to_chunking_batching_and_preemption(name: str, device: str) -> None:
     cfg = CONFIGS[name]
-    weights = dummy_weights(cfg, seed=11, std=0.2)
+    weights = dummy_weights(cfg, seed=11, std=0.2, device=device)
     lens = [(23, 9), (5, 14), (37, 6), (12, 11)]
 
     def fresh() -> list[Request]:
         return [make_request(i, p, o, cfg.vocab_size, seed=2) for i, (p, o) in enumerate(lens)]
 
     def engine() -> Engine:
-        return Engine(cfg, weights, num_blocks=64, block_size=BLOCK)
+        return Engine(cfg, weights, num_blocks=64, block_size=BLOCK, device=device)
 
     alone: dict[int, list[int]] = {}
     for r in fresh():
@@ -196,19 +201,20 @@ def test_temperature_sampling_is_seeded_and_varies() -> None:
         Engine(cfg, weights, num_blocks=4, temperature=-1.0)
 
 
-def test_reduced_precision_tracks_fp32() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_reduced_precision_tracks_fp32(device: str) -> None:
     cfg = CONFIGS["llama3-rope"]
-    weights = dummy_weights(cfg, seed=5, std=0.2)
+    weights = dummy_weights(cfg, seed=5, std=0.2, device=device)
     ids = make_request(0, 30, 1, cfg.vocab_size, seed=5)
     ref = reference_logits(cfg, weights, list(ids.spec.prompt_ids))
     for dtype, tol in (("bf16", 0.15), ("fp16", 0.03)):
-        engine = Engine(cfg, weights, num_blocks=16, block_size=BLOCK, dtype=dtype)
+        engine = Engine(cfg, weights, num_blocks=16, block_size=BLOCK, device=device, dtype=dtype)
         req = make_request(0, 30, 1, cfg.vocab_size, seed=5)
         batch = Batch()
         batch.add(req, 30, True)
         got = engine.logits(batch, {0: list(range(8))})[0]
         assert engine.kv_cache.k[0].dtype == engine.dtype
-        assert (got - ref).abs().max().item() < tol
+        assert (got.cpu() - ref).abs().max().item() < tol
 
 
 def test_bad_batches_are_rejected() -> None:
