@@ -73,9 +73,9 @@ def _lengths(series: pd.Series, column: str, path: Path) -> np.ndarray:
     bad = values.isna() | (values != np.floor(values)) | (values < 1)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise UserError(
-            f"trace {path}: column {column} must hold integers >= 1, row {row + 1} has {series.iloc[row]!r}"
-        )
+        value = series.iloc[row]
+        shown = "nothing" if pd.isna(value) else repr(value) if isinstance(value, str) else str(value)
+        raise UserError(f"trace {path}: column {column} must hold integers >= 1, row {row + 1} has {shown}")
     return values.to_numpy(dtype=np.int64)
 
 
