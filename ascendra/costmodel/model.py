@@ -215,12 +215,13 @@ class CostModel:
         return self._linear_ar(tokens) + attn + self._lm_head(seqs) + self._cpu_s + self._cpu_seq_s * seqs
 
     def batch_time(self, batch: Batch) -> float:
-        """Seconds for one iteration of ``batch`` (the simulator's hot path; same result as ``time_of``)."""
+        """Seconds for one iteration of ``batch`` (the simulator's hot path; same result as ``time_of``).
+
+        Relies on the counters ``Batch.add`` keeps (``num_prefill_tokens``, ``num_decodes``)."""
         if not batch.items:
             return 0.0
         attn = 0.0
         kv = 0
-        n_dec = 0
         pair_s, kv_s = self._pair_s, self._kv_token_s
         for item in batch.items:
             if item.is_prefill:
@@ -229,14 +230,14 @@ class CostModel:
                 memory = (prior + chunk) * kv_s
                 attn += compute if compute > memory else memory
             else:
-                kv += item.context + 1
-                n_dec += 1
+                kv += item.context
+        n_dec = batch.num_decodes
         seqs = len(batch.items)
         if seqs > n_dec:
             attn += self._launch_s
         if n_dec:
-            attn += kv * kv_s + self._launch_s
-        tokens = batch.num_prefill_tokens + batch.num_decodes
+            attn += (kv + n_dec) * kv_s + self._launch_s
+        tokens = batch.num_prefill_tokens + n_dec
         return self._linear_ar(tokens) + attn + self._lm_head(seqs) + self._cpu_s + self._cpu_seq_s * seqs
 
     def batch_breakdown(self, batch: Batch) -> Breakdown:

@@ -23,11 +23,13 @@ Choices and why:
 - CPU overhead of the engine per iteration: ``cpu_overhead_ms + cpu_overhead_per_seq_ms * sequences``.
   Python engines (vLLM v0, Sarathi-Serve) spend several ms per step scheduling, preparing input tensors,
   sampling and processing outputs, and part of that work grows with the number of sequences (per-sequence
-  Python bookkeeping, detokenisation, top-p sampling over the vocabulary).
+  Python bookkeeping, detokenisation, top-p sampling over the vocabulary); the vLLM v0.6 release notes
+  report GPU time as only ~38% of a Llama-3-8B step on H100 for this reason.
   Chosen as 4.0 ms + 0.30 ms per sequence: it reconciles the published measured point (Llama-3.1-8B on
   one A100, a decode step of 20 requests at ~2K context takes ~26 ms, of 27 requests ~30 ms; the GPU work
-  alone is ~15-16 ms and grows by only ~1.5 ms between them) with a single-sequence decode step of
-  ~15 ms (8 ms of weight reads plus overhead).
+  alone is ~15.0 and ~16.6 ms here, so most of the 4 ms step must be per-sequence host work) with a
+  single-sequence decode step of ~15 ms (~10 ms of weight reads plus overhead). The model then predicts
+  25.1 and 28.7 ms for the two points (-3.6%, -4.3%).
 """
 
 from __future__ import annotations
