@@ -195,3 +195,18 @@ def test_llama_lengths_of_a_known_text() -> None:
     assert counter.count(["Hello world", ""]).tolist() == [2, 0]
     assert counter.bos == 1
     assert token_counter("tiny") == counter
+
+
+def test_mistral_counts_match_mistral_common() -> None:
+    """The batch SentencePiece path must count exactly what mistral-common's own tokenizer encodes."""
+    pytest.importorskip("sentencepiece", reason="the mistral-7b tokenizer needs sentencepiece")
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+    from workloads.tokenizers import token_counter
+
+    texts = ["Hello world", "The quick brown fox jumps over the lazy dog.\nNew line", "日本語 🚀 code: x = 1"]
+    reference = MistralTokenizer.v1().instruct_tokenizer.tokenizer
+    expected = [len(reference.encode(t, bos=False, eos=False)) for t in texts]
+    counter = token_counter("mistral-7b")
+    assert counter.count(texts).tolist() == expected
+    assert counter.bos == 1 and expected[0] == 2

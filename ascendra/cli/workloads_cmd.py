@@ -107,7 +107,7 @@ def describe_command(
     for side in ("prompt_tokens", "output_tokens"):
         table.add_row(side.split("_")[0], *(f"{value:.1f}" for value in summary[side].values()))
     stdout.print(table)
-    stdout.print(f"trimmed to the model's {workload.meta['max_model_len']} tokens: {workload.num_trimmed}")
+    stdout.print(f"requests trimmed to fit the model's {workload.meta['max_model_len']} tokens: {workload.num_trimmed}")
     if rate is not None or arrival == "trace":
         stdout.print(f"realised rate: {summary['realised_rate']:.3f} req/s over {summary['duration_s']:.1f} s")
     if plot is not None:
