@@ -1,0 +1,35 @@
+"""Metrics: pure functions over per-request records (latencies, SLO attainment, throughput, capacity, summary)."""
+
+from ascendra.metrics.attainment import (
+    ATTAINMENT_DEFINITIONS,
+    SLO,
+    attained,
+    attainment,
+    sarathi_passes,
+    tbt_met,
+    ttft_met,
+)
+from ascendra.metrics.capacity import CapacityResult, capacity_from_sweep, search_capacity
+from ascendra.metrics.latency import Latencies, latencies, tbt_gaps
+from ascendra.metrics.summary import ATTAINMENT_KEYS, summarize
+from ascendra.metrics.throughput import Throughput, throughput
+
+__all__ = [
+    "ATTAINMENT_DEFINITIONS",
+    "ATTAINMENT_KEYS",
+    "SLO",
+    "CapacityResult",
+    "Latencies",
+    "Throughput",
+    "attained",
+    "attainment",
+    "capacity_from_sweep",
+    "latencies",
+    "sarathi_passes",
+    "search_capacity",
+    "summarize",
+    "tbt_gaps",
+    "tbt_met",
+    "throughput",
+    "ttft_met",
+]

@@ -1,0 +1,93 @@
+"""One summary row per run: every number a sweep's results table needs, from the records table alone."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ascendra.metrics.attainment import ATTAINMENT_DEFINITIONS, SLO, median_scheduling_delay
+from ascendra.metrics.latency import Latencies, latencies, mean, percentiles
+from ascendra.metrics.throughput import throughput
+
+#: Summary key of each attainment definition (``attainment`` alone is the paper's).
+ATTAINMENT_KEYS: dict[str, str] = {
+    "paper": "attainment",
+    "strict": "attainment_strict",
+    "strict-p99": "attainment_strict_p99",
+    "distserve": "attainment_distserve",
+    "sarathi": "attainment_sarathi",
+}
+
+
+def summarize(records: pd.DataFrame | Latencies, slo: SLO) -> dict[str, float]:
+    """Summary of one run under ``slo``. Latency values are seconds; NaN where nothing was measured.
+
+    Latency statistics cover the requests that produced the value (a TTFT needs a first token, a gap two tokens,
+    an E2E a finish); attainment covers every arrived request (see ``ascendra.metrics.attainment``).
+
+    | key | meaning |
+    |---|---|
+    | `ttft_slo`, `tbt_slo` | the SLO the row was judged against |
+    | `arrived` | requests in the table (every arrived request) |
+    | `finished` | requests with a finish time, not dropped |
+    | `dropped` | requests dropped by admission control |
+    | `unfinished` | neither finished nor dropped (still waiting or running when the run ended) |
+    | `offloaded` | requests offloaded from an LP to the HP instance |
+    | `preempted` | requests preempted at least once |
+    | `preemptions` | total preemptions over all requests |
+    | `attainment` | paper definition: share of arrived requests with TTFT and mean TBT within the SLO |
+    | `attainment_strict` | share with TTFT and every gap within the SLO |
+    | `attainment_strict_p99` | share with TTFT and the request's own P99 gap within the SLO |
+    | `attainment_distserve` | share with TTFT and DistServe's TPOT within the SLO |
+    | `attainment_sarathi` | 1.0 if P99 of all gaps <= TBT SLO and median scheduling delay <= 2 s, else 0.0 |
+    | `ttft_p50`, `ttft_p90`, `ttft_p99`, `ttft_mean` | TTFT over requests that emitted a first token |
+    | `tbt_p50`, `tbt_p90`, `tbt_p99`, `tbt_mean` | over all TBT gaps of all requests pooled (token-weighted) |
+    | `req_mean_tbt_p50`, `req_mean_tbt_p90`, `req_mean_tbt_p99`, `req_mean_tbt_mean` | over per-request mean TBT |
+    |   | (requests with >= 2 tokens; each request weighs the same) |
+    | `e2e_p50`, `e2e_p99`, `e2e_mean` | finish - arrival over finished requests |
+    | `normalized_latency_mean` | mean over finished requests of E2E / output tokens (s per token) |
+    | `sched_delay_p50` | median arrival -> first scheduling over all arrived, never-scheduled = infinite |
+    |   | (the value Sarathi-Serve bounds by 2 s; null in JSON when infinite) |
+    | `sched_delay_mean` | mean arrival -> first scheduling over scheduled requests |
+    | `span_s` | first arrival -> last emitted token (the throughput denominator) |
+    | `throughput_rps` | finished requests per second of span |
+    | `throughput_tps` | emitted output tokens per second of span |
+    """
+    lat = records if isinstance(records, Latencies) else latencies(records)
+    table = lat.requests
+    out: dict[str, float] = {"ttft_slo": slo.ttft, "tbt_slo": slo.tbt}
+
+    finished = int(table["finished"].sum())
+    dropped = int(table["dropped"].sum())
+    out["arrived"] = len(table)
+    out["finished"] = finished
+    out["dropped"] = dropped
+    out["unfinished"] = len(table) - finished - dropped
+    preemptions = table["preemptions"].to_numpy()
+    out["offloaded"] = int(table["offloaded"].sum())
+    out["preempted"] = int((preemptions > 0).sum())
+    out["preemptions"] = int(preemptions.sum())
+
+    for definition, key in ATTAINMENT_KEYS.items():
+        out[key] = ATTAINMENT_DEFINITIONS[definition](lat, slo)
+
+    ttft = table["ttft"].to_numpy()
+    req_mean_tbt = table["mean_tbt"].to_numpy()
+    e2e = table["e2e"].to_numpy()
+    _put(out, "ttft", percentiles(ttft), mean(ttft))
+    _put(out, "tbt", percentiles(lat.gaps), mean(lat.gaps))
+    _put(out, "req_mean_tbt", percentiles(req_mean_tbt), mean(req_mean_tbt))
+    e2e_p50, e2e_p99 = percentiles(e2e, (50.0, 99.0))
+    out.update(e2e_p50=e2e_p50, e2e_p99=e2e_p99, e2e_mean=mean(e2e))
+    out["normalized_latency_mean"] = mean(table["normalized_latency"].to_numpy())
+    out["sched_delay_p50"] = median_scheduling_delay(lat)
+    out["sched_delay_mean"] = mean(table["scheduling_delay"].to_numpy())
+
+    rate = throughput(lat)
+    out.update(span_s=rate.span, throughput_rps=rate.requests_per_s, throughput_tps=rate.tokens_per_s)
+    return out
+
+
+def _put(out: dict[str, float], prefix: str, p50_p90_p99: list[float], average: float) -> None:
+    for q, value in zip(("p50", "p90", "p99"), p50_p90_p99, strict=True):
+        out[f"{prefix}_{q}"] = value
+    out[f"{prefix}_mean"] = average
