@@ -6,10 +6,12 @@ import json
 
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from ascendra.engine.config import EngineConfig  # noqa: E402
+from ascendra.engine.kv_pool import PagedKVCache  # noqa: E402
 from ascendra.errors import UserError  # noqa: E402
+from ascendra.kv_cache import kv_bytes_per_block  # noqa: E402
 from ascendra.models import MODELS, get_model  # noqa: E402
 
 LLAMA = {
@@ -124,3 +126,12 @@ def test_from_model_spec_matches_table_shapes(name: str) -> None:
     cfg = EngineConfig.from_model_spec(spec)
     assert cfg.num_params == spec.num_params
     assert cfg.max_position_embeddings == spec.max_model_len and cfg.name == name
+
+
+def test_kv_block_bytes_matches_table_and_pool() -> None:
+    spec = get_model("llama-3.1-8b")
+    cfg = EngineConfig.from_model_spec(spec)
+    assert PagedKVCache.block_bytes(cfg, 16, torch.float16) == kv_bytes_per_block(spec, block_size=16)
+    tiny = EngineConfig.from_model_spec(get_model("tiny"))
+    pool = PagedKVCache(tiny, num_blocks=3, block_size=8, dtype=torch.bfloat16)
+    assert pool.num_bytes == 3 * PagedKVCache.block_bytes(tiny, 8, torch.bfloat16)

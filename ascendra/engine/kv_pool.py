@@ -36,6 +36,12 @@ class PagedKVCache:
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_layers)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_layers)]
 
+    @staticmethod
+    def block_bytes(config: EngineConfig, block_size: int = 16, dtype: torch.dtype = torch.float32) -> int:
+        """Bytes one block takes over all layers (K and V): divide a memory budget by this to size the pool."""
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        return config.num_layers * 2 * block_size * config.num_kv_heads * config.head_dim * itemsize
+
     @property
     def num_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
