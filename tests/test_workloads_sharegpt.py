@@ -210,3 +210,26 @@ def test_mistral_counts_match_mistral_common() -> None:
     counter = token_counter("mistral-7b")
     assert counter.count(texts).tolist() == expected
     assert counter.bos == 1 and expected[0] == 2
+
+
+def test_hub_names_use_the_hub_loaders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sharegpt-hub and arxiv-hub go through the same preprocessing, tokenising and caching as local sources
+    (the network fetch itself is replaced here: this machine is offline)."""
+    from workloads import hub
+
+    monkeypatch.setenv("ASCENDRA_CACHE_DIR", str(tmp_path))
+    records = [record("Hello world again", "one two three four five", "x")] * 5 + [record("a", "b")]
+    monkeypatch.setattr(hub, "sharegpt_hub_records", lambda: records)
+    monkeypatch.setattr(hub, "arxiv_hub_texts", lambda split="test": (["Hello world"] * 3, ["Hello"] * 3))
+    registry._sharegpt_pool.cache_clear()
+    registry._arxiv_hub_pool.cache_clear()
+    try:
+        pool = registry.load_pool("sharegpt-vllm-hub")
+        assert pool.info["num_conversations"] == 6
+        assert pool.prompt.tolist() == [4] * 5 and pool.output.tolist() == [5] * 5  # BOS + 3 words; "a" -> "b" dropped
+        arxiv = registry.load_pool("arxiv-hub")
+        assert arxiv.prompt.tolist() == [3] * 3 and arxiv.output.tolist() == [1] * 3
+        assert len(list(tmp_path.glob("*.npz"))) == 2
+    finally:
+        registry._sharegpt_pool.cache_clear()
+        registry._arxiv_hub_pool.cache_clear()

