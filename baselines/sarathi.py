@@ -6,10 +6,13 @@ slot, as vLLM does); then the next chunk of each running request still in prefil
 new (or preempted) waiting requests FCFS, each with a chunk of ``min(remaining prefill, budget left)``,
 stopping at the first that does not fit (sequence cap or free KV for its whole prefill).
 
-Decodes are never stalled: if the running decodes alone exceed ``chunk_size`` (only possible when
-``chunk_size < max_num_seqs``), they all still run and no prefill tokens are added that iteration, so the batch
-holds ``num_decodes > chunk_size`` tokens. A request is rejected at ``add`` only when its longest KV footprint
-exceeds the whole pool; chunking serves prompts of any length.
+Decodes are never stalled: they are scheduled before anything else and all of them run even if they alone
+filled the budget. They cannot overflow it, though: a request is admitted only with at least one token of
+budget left after every decode and partial prefill got theirs, so at most ``chunk_size`` requests ever run and
+every batch holds at most ``chunk_size`` tokens.
+
+A request is rejected at ``add`` only when its longest KV footprint exceeds the whole pool; chunking serves
+prompts of any length.
 """
 
 from __future__ import annotations
