@@ -82,23 +82,32 @@ class BlockManager:
         """Whether enough blocks are free for the request's table to cover ``num_tokens_total`` slots."""
         return self.extra_blocks(request, num_tokens_total) <= len(self._free)
 
-    def grow(self, request: Request, num_tokens_total: int) -> None:
-        """Allocate blocks so the request's table covers ``num_tokens_total`` token slots (no-op if it does)."""
+    def try_grow(self, request: Request, num_tokens_total: int) -> bool:
+        """``grow`` if enough blocks are free and return True; else change nothing and return False.
+
+        The decode hot path: one call per decode, and usually the last block still has room."""
         table = self._tables.get(request.id)
         if table is None:
             table = self._tables[request.id] = []
         need = -(-num_tokens_total // self.block_size) - len(table)
         if need <= 0:
-            return
+            return True
         free = self._free
         if need > len(free):
-            raise KVCacheError(
-                f"request {request.id} needs {need} more KV blocks for {num_tokens_total} tokens, only {len(free)} free"
-            )
+            return False
         taken = free[-need:]
         del free[-need:]
         taken.reverse()
         table.extend(taken)
+        return True
+
+    def grow(self, request: Request, num_tokens_total: int) -> None:
+        """Allocate blocks so the request's table covers ``num_tokens_total`` token slots (no-op if it does)."""
+        if not self.try_grow(request, num_tokens_total):
+            raise KVCacheError(
+                f"request {request.id} needs {self.extra_blocks(request, num_tokens_total)} more KV blocks for "
+                f"{num_tokens_total} tokens, only {len(self._free)} free"
+            )
 
     def free(self, request: Request) -> int:
         """Return all of a request's blocks to the pool; returns how many. Freeing twice is a bug."""

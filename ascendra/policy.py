@@ -113,21 +113,23 @@ class BasePolicy(ABC):
         """One decode token for every running request past its prefill, oldest first; when one cannot get a
         KV slot, preempt the newest running request (possibly itself) until it can."""
         running = self.running
-        blocks = self.blocks
+        try_grow = self.blocks.try_grow
+        add = batch.add
         i = 0
         while i < len(running):
             request = running[i]
             i += 1
-            if request.in_prefill:
+            num_computed = request.num_computed
+            if num_computed < request.prefill_target:
                 continue
-            need = request.num_computed + 1
-            while not blocks.can_grow(request, need):
+            while not try_grow(request, num_computed + 1):
                 victim = running.pop()
                 self._preempt(victim)
                 if victim is request:
                     break
             else:
-                self._add_item(batch, request, 1, False, now)
+                # A decode always follows the request's prefill, so first_scheduled is already set.
+                add(request, 1, False)
 
     def _preempt(self, request: Request) -> None:
         """Free the request's KV and put it at the front of the waiting queue to be recomputed.

@@ -64,6 +64,15 @@ def test_oversubscription_raises_and_changes_nothing() -> None:
     assert blocks.block_table(1) == []
 
 
+def test_try_grow_reports_instead_of_raising() -> None:
+    blocks = BlockManager(2, block_size=4)
+    a = req(1)
+    assert blocks.try_grow(a, 8)
+    assert blocks.try_grow(a, 8)  # already covered
+    assert not blocks.try_grow(a, 9)
+    assert blocks.block_table(1) == [0, 1] and blocks.num_free == 0
+
+
 def test_free_returns_blocks_and_double_free_raises() -> None:
     blocks = BlockManager(4, block_size=2)
     a, b = req(1), req(2)
@@ -118,12 +127,16 @@ def test_random_grow_free_keeps_the_pool_consistent(
     for is_grow, who, tokens in ops:
         r = requests[who]
         if is_grow:
-            if blocks.can_grow(r, tokens):
+            fits = blocks.can_grow(r, tokens)
+            if tokens % 2:
+                assert blocks.try_grow(r, tokens) == fits
+            elif fits:
                 blocks.grow(r, tokens)
-                asked[who] = max(asked[who], tokens)
             else:
                 with pytest.raises(KVCacheError):
                     blocks.grow(r, tokens)
+            if fits:
+                asked[who] = max(asked[who], tokens)
         elif blocks.holds(r):
             blocks.free(r)
             asked[who] = 0
