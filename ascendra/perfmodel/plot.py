@@ -1,0 +1,43 @@
+"""The verification figure: predicted against measured batch time on the test split, one panel per kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ascendra.perfmodel.features import KINDS
+from ascendra.perfmodel.fit import FitReport
+
+
+def plot_fit(report: FitReport, path: str | Path) -> None:
+    """Scatter predicted vs actual milliseconds of the test rows, with the y = x line and test R^2/MAPE."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    kinds = [k for k in KINDS if k in report.kinds]
+    test = report.predictions[report.predictions["split"] == "test"]
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 4.2), squeeze=False)
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        rows = test[test["kind"] == kind]
+        actual_ms = rows["actual_s"].to_numpy() * 1e3
+        predicted_ms = rows["predicted_s"].to_numpy() * 1e3
+        sns.scatterplot(x=actual_ms, y=predicted_ms, ax=ax, s=12, alpha=0.6, edgecolor=None)
+        lo = float(min(actual_ms.min(), predicted_ms.min()))
+        hi = float(max(actual_ms.max(), predicted_ms.max()))
+        pad = 0.03 * (hi - lo if hi > lo else 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.3", linewidth=1, linestyle="--", label="y = x")
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_aspect("equal")
+        m = report.kinds[kind].test
+        ax.set_title(f"{kind}: R$^2$ = {m.r2:.3f}, MAPE = {m.mape_pct:.1f}% (n = {m.n})")
+        ax.set_xlabel("measured batch time (ms)")
+        ax.set_ylabel("predicted batch time (ms)")
+        ax.legend(loc="upper left")
+    fig.suptitle(f"Performance model, {report.model} on {report.gpu} (TP {report.tp}), test split")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
