@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ascendra.cli import workloads_cmd  # noqa: F401  (registers `ascbench workloads`)
 from ascendra.cli import calibrate_cmd  # noqa: F401  (registers `ascbench calibrate` and `ascbench cost-model`)
+from ascendra.cli import perfmodel_cmd  # noqa: F401  (registers `ascbench fit-perf-model`)
 from ascendra.cli import metrics_cmd  # noqa: F401  (registers `ascbench metrics`)
 from ascendra.cli.app import app
 
