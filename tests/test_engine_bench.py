@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from ascendra.engine.bench import BENCH_MODELS, resolve_bench_model, run_engine_bench  # noqa: E402
 from ascendra.errors import UserError  # noqa: E402
@@ -12,13 +12,18 @@ from ascendra.models import get_model  # noqa: E402
 
 
 def test_bench_rows_for_tiny_model() -> None:
-    rows = run_engine_bench("tiny", batch_sizes=(1, 3), context=20, decode_steps=2, max_batch_tokens=40, repeats=1)
+    threads = torch.get_num_threads()
+    rows = run_engine_bench(
+        "tiny", batch_sizes=(1, 3), context=20, decode_steps=2, max_batch_tokens=40, repeats=1, num_threads=1
+    )
     assert [r["batch_size"] for r in rows] == [1, 3]
     for r in rows:
         assert r["model"] == "tiny" and r["dtype"] == "float32" and r["prefill_tokens"] == 20 * r["batch_size"]
+        assert r["num_threads"] == 1
         assert r["prefill_s"] > 0 and r["decode_step_ms"] > 0
         assert r["prefill_tok_s"] == pytest.approx(r["prefill_tokens"] / r["prefill_s"])
         assert r["decode_tok_s"] == pytest.approx(r["batch_size"] / (r["decode_step_ms_mean"] / 1e3))
+    assert torch.get_num_threads() == threads  # restored
 
 
 def test_bench_models_and_errors() -> None:

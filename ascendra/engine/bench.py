@@ -67,13 +67,15 @@ def run_engine_bench(
     block_size: int = 16,
     seed: int = 0,
     repeats: int = 3,
+    num_threads: int | None = None,
 ) -> list[dict[str, Any]]:
     """One row per batch size: B prompts of ``context`` tokens prefilled (whole prompts, at most
     ``max_batch_tokens`` per batch), then ``decode_steps`` decode steps of all B requests.
 
     ``dtype`` defaults to fp32 on CPU and bf16 elsewhere. Rows carry prefill tokens/s, the median and mean
     decode step time in ms and decode tokens/s. Each batch size is measured ``repeats`` times and the medians
-    are reported, so a stray stall on a shared machine does not decide the result.
+    are reported, so a stray stall on a shared machine does not decide the result. ``num_threads`` sets torch's
+    CPU thread count for the run (on a busy machine fewer threads than cores avoids oversubscription).
     """
     cfg = resolve_bench_model(model)
     sizes = tuple(batch_sizes)
@@ -95,6 +97,29 @@ def run_engine_bench(
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError("device 'cuda' requested but CUDA is not available")
     torch_dtype = parse_dtype(dtype if dtype is not None else ("fp32" if dev.type == "cpu" else "bf16"))
+    if num_threads is not None and num_threads <= 0:
+        raise UserError(f"num_threads must be positive, got {num_threads}")
+    saved_threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        return _run(cfg, dev, torch_dtype, sizes, context, decode_steps, max_batch_tokens, block_size, seed, repeats)
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def _run(
+    cfg: EngineConfig,
+    dev: torch.device,
+    torch_dtype: torch.dtype,
+    sizes: tuple[int, ...],
+    context: int,
+    decode_steps: int,
+    max_batch_tokens: int,
+    block_size: int,
+    seed: int,
+    repeats: int,
+) -> list[dict[str, Any]]:
 
     blocks_per_seq = -(-(context + decode_steps) // block_size)
     num_blocks = max(sizes) * blocks_per_seq
@@ -119,6 +144,7 @@ def run_engine_bench(
                 "model": cfg.name,
                 "device": str(dev),
                 "dtype": str(torch_dtype).removeprefix("torch."),
+                "num_threads": torch.get_num_threads() if dev.type == "cpu" else None,
                 "num_params": cfg.num_params,
                 "batch_size": b,
                 "context": context,
