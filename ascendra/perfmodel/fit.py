@@ -9,9 +9,11 @@ Procedure, per batch kind, on one (model, GPU, TP) configuration:
    with ``per_seq``, the number of sequences), so every coefficient and hence every prediction stays physical
    (more work never predicts less time). Residuals are absolute seconds, not relative: predictions feed
    deadline arithmetic in seconds, so a millisecond matters the same on a small batch as on a large one.
-4. Outlier filter: training rows whose residual of that first fit lies more than ``outlier_k`` robust standard
-   deviations (1.4826 x the median absolute deviation) from the median residual are dropped -- logged stalls
-   such as a garbage-collection pause or a first-iteration warm-up -- and the model is refitted once.
+4. Outlier filter: training rows whose relative residual ``(measured - predicted) / measured`` of that first fit
+   lies more than ``outlier_k`` robust standard deviations (1.4826 x the median absolute deviation) from the
+   median are dropped -- logged stalls such as a garbage-collection pause or a first-iteration warm-up -- and
+   the model is refitted once. Residuals are relative because timing noise grows with the batch time: in
+   absolute terms the normal jitter of a 500 ms batch would look like an outlier next to 10 ms batches.
 5. R^2, RMSE and MAPE on the validation and test splits, computed on *all* their rows (no filtering there, so
    the reported accuracy is not flattered by the filter).
 """
@@ -195,7 +197,8 @@ def fit(log: pd.DataFrame, seed: int = 0, outlier_k: float = 5.0, per_seq: bool 
         split[idx] = labels
         train = idx[labels == "train"]
         intercept, weights = _nnls(x_all[train], y_all[train])
-        drop = _outliers(y_all[train] - (intercept + x_all[train] @ weights), outlier_k)
+        first = intercept + x_all[train] @ weights
+        drop = _outliers((y_all[train] - first) / y_all[train], outlier_k)
         if drop.any():
             intercept, weights = _nnls(x_all[train[~drop]], y_all[train[~drop]])
         outlier[train[drop]] = True

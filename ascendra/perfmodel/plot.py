@@ -15,6 +15,7 @@ def plot_fit(report: FitReport, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     kinds = [k for k in KINDS if k in report.kinds]
     test = report.predictions[report.predictions["split"] == "test"]
@@ -27,10 +28,20 @@ def plot_fit(report: FitReport, path: str | Path) -> None:
         sns.scatterplot(x=actual_ms, y=predicted_ms, ax=ax, s=12, alpha=0.6, edgecolor=None)
         lo = float(min(actual_ms.min(), predicted_ms.min()))
         hi = float(max(actual_ms.max(), predicted_ms.max()))
-        pad = 0.03 * (hi - lo if hi > lo else 1.0)
-        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.3", linewidth=1, linestyle="--", label="y = x")
-        ax.set_xlim(lo - pad, hi + pad)
-        ax.set_ylim(lo - pad, hi + pad)
+        if lo > 0 and hi / lo > 20:  # batch times span decades: log axes keep small batches visible
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                axis.set_minor_formatter(NullFormatter())
+            lo, hi = lo / 1.15, hi * 1.15
+        else:
+            pad = 0.03 * (hi - lo if hi > lo else 1.0)
+            lo, hi = lo - pad, hi + pad
+        ax.plot([lo, hi], [lo, hi], color="0.3", linewidth=1, linestyle="--", label="y = x")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
         ax.set_aspect("equal")
         m = report.kinds[kind].test
         ax.set_title(f"{kind}: R$^2$ = {m.r2:.3f}, MAPE = {m.mape_pct:.1f}% (n = {m.n})")
