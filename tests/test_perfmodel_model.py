@@ -120,3 +120,46 @@ def test_load_without_shipped_coefficients_says_how_to_fit() -> None:
         PerfModel.load("qwen-14b", "h100-80gb", tp=4)
     with pytest.raises(UserError, match="unknown model"):
         PerfModel.load("gpt-5", GPU)
+
+
+def shipped_files() -> list[str]:
+    from importlib import resources
+
+    return sorted(p.name for p in (resources.files("ascendra") / "data").iterdir() if p.name.startswith("perf_model_"))
+
+
+def test_shipped_coefficients_load_under_their_names() -> None:
+    from itertools import product
+
+    from ascendra.gpus import GPUS
+    from ascendra.models import MODELS
+    from ascendra.perfmodel.model import shipped_name
+
+    configs = {shipped_name(*c): c for c in product(MODELS, GPUS, (1, 2, 4), (False, True))}
+    names = shipped_files()
+    assert "perf_model_llama-3.1-8b_a100-80gb_tp1.json" in names
+    for name in names:
+        assert name in configs, f"{name} matches no (model, gpu, tp)"
+        model, gpu, tp, per_seq = configs[name]
+        perf = PerfModel.load(model, gpu, tp, per_seq=per_seq)
+        assert (perf.model, perf.gpu, perf.tp, perf.per_seq) == (model, gpu, tp, per_seq)
+        assert set(perf.coefficients) == {"prefill", "decode", "mixed"}
+    assert PerfModel.load("qwen-14b", "a100-80gb").tp == 2  # the model's default TP
+
+
+@pytest.mark.parametrize("per_seq, tolerance", [(False, 0.25), (True, 0.05)])
+def test_shipped_coefficients_track_the_current_cost_model(per_seq: bool, tolerance: float) -> None:
+    """Fails when the simulator's cost model changes and the shipped coefficients were not regenerated."""
+    import numpy as np
+
+    from ascendra.costmodel import CostModel
+    from ascendra.perfmodel.log import parse_compositions
+    from ascendra.perfmodel.synthetic_log import synthetic_log
+
+    cost = CostModel.load(MODEL, GPU, 1)
+    perf = PerfModel.load(MODEL, GPU, 1, per_seq=per_seq)
+    log = synthetic_log(MODEL, GPU, cost.time_of, per_kind=100, seed=123)
+    prefills, decodes = parse_compositions(log)
+    predicted = np.array([perf.predict(p, d) for p, d in zip(prefills, decodes, strict=True)])
+    rel = np.abs(predicted - log["seconds"].to_numpy()) / log["seconds"].to_numpy()
+    assert np.median(rel) < tolerance

@@ -28,7 +28,7 @@ def fit_perf_model(
     log_path: Annotated[Path, typer.Argument(metavar="LOG", help=LOG_HELP, show_default=False)],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Coefficients JSON to write [default: perf_model_<model>_<gpu>_tp<tp>.json]."),
+        typer.Option("--out", help="Coefficients JSON [default: perf_model_<model>_<gpu>_tp<tp>[_perseq].json]."),
     ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Predicted-vs-actual PNG to write.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the train/validation/test split.")] = 0,
@@ -62,7 +62,7 @@ def fit_perf_model(
             if log.empty:
                 raise UserError(f"batch log {log_path} has no rows with {column} = {value}")
     perf, report = fit(log, seed=seed, outlier_k=outlier_k, per_seq=per_seq)
-    out = out if out is not None else Path(shipped_name(perf.model, perf.gpu, perf.tp))
+    out = out if out is not None else Path(shipped_name(perf.model, perf.gpu, perf.tp, per_seq))
     _check_writable(out, force)
     perf.meta["fit"]["log"] = log_path.name
     perf.save(out)

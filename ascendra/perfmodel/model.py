@@ -25,9 +25,9 @@ FORMAT = "ascendra-perf-model"
 VERSION = 1
 
 
-def shipped_name(model: str, gpu: str, tp: int) -> str:
+def shipped_name(model: str, gpu: str, tp: int, per_seq: bool = False) -> str:
     """File name of the shipped coefficients of one configuration in ``ascendra/data``."""
-    return f"perf_model_{model}_{gpu}_tp{tp}.json"
+    return f"perf_model_{model}_{gpu}_tp{tp}{'_perseq' if per_seq else ''}.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,17 +204,19 @@ class PerfModel:
         return cls.from_dict(data, source=str(path))
 
     @classmethod
-    def load(cls, model: str, gpu: str, tp: int | None = None) -> PerfModel:
-        """The shipped coefficients for (model, GPU, TP); TP defaults to the model's default."""
+    def load(cls, model: str, gpu: str, tp: int | None = None, *, per_seq: bool = False) -> PerfModel:
+        """The shipped coefficients for (model, GPU, TP); TP defaults to the model's default.
+
+        ``per_seq`` picks the variant fitted with the per-sequence term instead of the paper's four features."""
         spec = get_model(model)
         get_gpu(gpu)
         tp = spec.default_tp if tp is None else tp
-        name = shipped_name(model, gpu, tp)
+        name = shipped_name(model, gpu, tp, per_seq)
         resource = resources.files("ascendra") / "data" / name
         if not resource.is_file():
             raise UserError(
-                f"no performance model shipped for {model} on {gpu} with TP {tp}; "
-                f"run `ascbench fit-perf-model` on a batch log of that configuration"
+                f"no performance model{' with the per-sequence term' if per_seq else ''} shipped for {model} on "
+                f"{gpu} with TP {tp}; run `ascbench fit-perf-model` on a batch log of that configuration"
             )
         data = json.loads(resource.read_text())
         return cls.from_dict(data, source=name)

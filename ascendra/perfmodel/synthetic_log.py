@@ -1,8 +1,12 @@
 """A batch log sampled from realistic batch compositions and timed by the simulator's cost model.
 
 This stands in for the profiler until ``ascbench profile`` exists: it gives the performance model the batches
-the schedulers actually build, timed by the executor the simulator uses, so the shipped coefficients can be
-regenerated with ``python -m ascendra.perfmodel.synthetic_log --model M --gpu G --out LOG.csv``.
+the schedulers actually build, timed by the executor the simulator uses. The shipped coefficients are
+regenerated, per configuration, with (seed 0 throughout)::
+
+    python -m ascendra.perfmodel.synthetic_log --model M --gpu G --tp T --out synthetic_M_G_tpT.csv
+    ascbench fit-perf-model synthetic_M_G_tpT.csv --out ascendra/data/perf_model_M_G_tpT.json
+    ascbench fit-perf-model synthetic_M_G_tpT.csv --per-seq --out ascendra/data/perf_model_M_G_tpT_perseq.json
 
 Compositions (all within the serving limits: 8192 batched tokens, 128 sequences, the KV pool of the GPU):
 
