@@ -87,3 +87,12 @@ def test_bad_inputs_exit_2(log_path: Path, tmp_path: Path) -> None:
         assert result.exit_code == 2, (args, result.output)
         assert message in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_parquet_logs_fit_too(log_path: Path, tmp_path: Path) -> None:
+    parquet = tmp_path / "log.parquet"
+    write_log(pd.read_csv(log_path), parquet)
+    result = runner.invoke(app, ["fit-perf-model", str(parquet), "--out", str(tmp_path / "pm.json"), "--json"])
+    assert result.exit_code == 0, result.output
+    from_csv = runner.invoke(app, ["fit-perf-model", str(log_path), "--out", str(tmp_path / "pm2.json"), "--json"])
+    assert json.loads(result.stdout)["kinds"] == json.loads(from_csv.stdout)["kinds"]
