@@ -10,9 +10,10 @@ import typer
 from ascendra.cli.app import JSON_OPTION, app, print_json, stdout
 from ascendra.errors import UserError
 
+# Square brackets are escaped: typer renders help text as rich markup.
 LOG_HELP = (
     "Batch log (.csv or .parquet): one row per batch with columns model, gpu, tp, kind, prefills (JSON "
-    "[[chunk_tokens, prior_context], ...]), decode_contexts (JSON [context, ...]) and seconds."
+    "\\[\\[chunk_tokens, prior_context], ...]), decode_contexts (JSON \\[context, ...]) and seconds."
 )
 
 
@@ -28,7 +29,7 @@ def fit_perf_model(
     log_path: Annotated[Path, typer.Argument(metavar="LOG", help=LOG_HELP, show_default=False)],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Coefficients JSON [default: perf_model_<model>_<gpu>_tp<tp>[_perseq].json]."),
+        typer.Option("--out", help="Coefficients JSON \\[default: perf_model_<model>_<gpu>_tp<tp>\\[_perseq].json]."),
     ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Predicted-vs-actual PNG to write.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the train/validation/test split.")] = 0,
