@@ -12,7 +12,7 @@ import numpy as np
 
 CACHE_ENV = "ASCENDRA_CACHE_DIR"
 # Bump when the cached content or its meaning changes, so stale entries are never read.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: ShareGPT pairs with an empty reply are dropped
 
 
 def cache_dir() -> Path:

@@ -118,7 +118,8 @@ def preprocess(conversations: Sequence[Sequence[str]], counter: TokenCounter, va
     prompt = counter.count(prompts) + counter.bos
     output = counter.count(outputs)
     if variant == "distserve":
-        keep = ~((prompt < 4) & (output < 4)) & (prompt + output < 2048)
+        # DistServe's rule, plus: an empty reply cannot be served as a request (it must generate a token).
+        keep = ~((prompt < 4) & (output < 4)) & (prompt + output < 2048) & (output >= 1)
     else:
         keep = (prompt >= 4) & (output >= 4) & (prompt <= 1024) & (prompt + output <= 2048)
     return Pairs(prompt[keep], output[keep], conv[keep], k[keep])

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from ascendra.cli import workloads_cmd  # noqa: F401  (registers `ascbench workloads`)
-from ascendra.cli import calibrate_cmd  # noqa: F401  (registers `ascbench calibrate` and `ascbench cost-model`)
-from ascendra.cli import perfmodel_cmd  # noqa: F401  (registers `ascbench fit-perf-model`)
-from ascendra.cli import metrics_cmd  # noqa: F401  (registers `ascbench metrics`)
+from ascendra.cli import (
+    calibrate_cmd,  # noqa: F401  (registers `ascbench calibrate` and `ascbench cost-model`)
+    metrics_cmd,  # noqa: F401  (registers `ascbench metrics`)
+    perfmodel_cmd,  # noqa: F401  (registers `ascbench fit-perf-model`)
+    sim_cmd,  # noqa: F401  (registers `ascbench sweep` and `ascbench capacity`)
+    workloads_cmd,  # noqa: F401  (registers `ascbench workloads`)
+)
 from ascendra.cli.app import app
+from ascendra.cli.bench_cmd import bench_app
+
+app.add_typer(bench_app, name="bench")
 
 
 def main() -> None:

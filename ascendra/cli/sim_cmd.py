@@ -1,0 +1,99 @@
+"""`ascbench sweep` and `ascbench capacity`: simulated runs over request rates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ascendra.cli.app import JSON_OPTION, app, print_json, stdout
+from ascendra.cli.run_options import run_options
+from ascendra.config import RunConfig
+
+RATES_HELP = "Request rates (QPS): a list 18,20,22 or a range start:stop:step (stop included)."
+OUT_HELP = "Output folder: summary.csv, per-point records (Parquet) and configs; reruns resume."
+
+SUMMARY_COLUMNS = [
+    ("rate", "QPS"),
+    ("attainment", "attain"),
+    ("attainment_strict_p99", "strict-p99"),
+    ("ttft_p50", "TTFT p50"),
+    ("ttft_p99", "TTFT p99"),
+    ("tbt_mean_p50", "meanTBT p50"),
+    ("tbt_p99", "TBT p99"),
+    ("throughput_rps", "req/s"),
+    ("num_preemptions", "preempt"),
+]
+
+
+def _sweep(config: RunConfig, rates: str, out: Path | None, data_dir: Path | None, quiet: bool):
+    from rich.progress import Progress
+
+    from ascendra.cli.app import stderr
+    from ascendra.sweep import parse_rates, run_sweep
+
+    rate_list = parse_rates(rates)
+    with Progress(console=stderr, disable=quiet, transient=True) as progress:
+        task = progress.add_task(f"{config.system} sweep", total=len(rate_list))
+        table = run_sweep(config, rate_list, out, data_dir, on_point=lambda _: progress.advance(task))
+    return table[table["rate"].isin(rate_list)]
+
+
+def _print_table(title: str, table) -> None:
+    from rich.table import Table
+
+    view = Table(title=title)
+    present = [(key, label) for key, label in SUMMARY_COLUMNS if key in table.columns]
+    for _, label in present:
+        view.add_column(label, justify="right")
+    for _, row in table.iterrows():
+        view.add_row(*(f"{row[key]:.3f}" if isinstance(row[key], float) else str(row[key]) for key, _ in present))
+    stdout.print(view)
+
+
+@app.command()
+@run_options
+def sweep(
+    config: RunConfig,
+    data_dir: Path | None,
+    rates: Annotated[str, typer.Option(help=RATES_HELP)] = "18:25:1",
+    out: Annotated[Path | None, typer.Option(help=OUT_HELP)] = None,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Simulate the system at each rate and report SLO attainment, latency percentiles and throughput."""
+    table = _sweep(config, rates, out, data_dir, quiet=json_output)
+    if json_output:
+        print_json({"system": config.system, "rows": table.to_dict(orient="records")})
+    else:
+        _print_table(f"{config.system} on {config.workload} ({config.model}, {config.instances}x {config.gpu})", table)
+        if out is not None:
+            stdout.print(f"results in {out}")
+
+
+SLO_METRIC_HELP = "Attainment definition: paper, strict, strict-p99, distserve, sarathi."
+
+
+@app.command()
+@run_options
+def capacity(
+    config: RunConfig,
+    data_dir: Path | None,
+    rates: Annotated[str, typer.Option(help=RATES_HELP)] = "18:25:1",
+    out: Annotated[Path | None, typer.Option(help=OUT_HELP)] = None,
+    target: Annotated[float, typer.Option(help="Attainment target.")] = 0.9,
+    slo_metric: Annotated[str, typer.Option(help=SLO_METRIC_HELP)] = "paper",
+    search: Annotated[bool, typer.Option(help="Bisect between the lowest and highest rate instead.")] = False,
+    tol: Annotated[float, typer.Option(help="Bisection tolerance in QPS.")] = 0.1,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """The highest rate whose SLO attainment stays at or above the target (goodput capacity)."""
+    from ascendra.capacity_run import capacity_of
+
+    result = capacity_of(config, rates, out, data_dir, target, slo_metric, search, tol)
+    if json_output:
+        print_json(result)
+        return
+    value = result["capacity_qps"]
+    shown = "none in range" if value is None else f"{value:.2f} QPS"
+    stdout.print(f"{config.system}: capacity {shown} ({result['status']}, {slo_metric} attainment >= {target:.0%})")

@@ -1,0 +1,87 @@
+"""The typed, serialisable description of one simulated run; its hash names the run's outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields, replace
+
+from ascendra.errors import UserError
+from ascendra.gpus import get_gpu
+from ascendra.models import get_model
+
+SYSTEMS = ("vllm", "sarathi", "ascendra")
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """Everything that determines a run's result: with the same config the tables are byte-identical.
+
+    Defaults are the paper's ShareGPT setup: Llama-3.1-8B on three A100-80GB instances, 2,000 Poisson requests,
+    TTFT/TBT SLOs of 1.0/0.15 s, at most 128 sequences and 8,192 batched tokens per iteration.
+    """
+
+    system: str = "vllm"
+    workload: str = "sharegpt"
+    model: str = "llama-3.1-8b"
+    gpu: str = "a100-80gb"
+    tp: int | None = None
+    instances: int = 3
+    rate: float = 20.0
+    num_requests: int = 2000
+    arrival: str = "poisson"
+    cv: float = 1.0
+    seed: int = 1
+    ttft_slo: float = 1.0
+    tbt_slo: float = 0.15
+    max_num_seqs: int = 128
+    max_batched_tokens: int = 8192
+    chunk_size: int = 512
+    gpu_memory_utilization: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.system not in SYSTEMS:
+            raise UserError(f"unknown system {self.system!r}; known systems: {', '.join(SYSTEMS)}")
+        get_model(self.model)
+        get_gpu(self.gpu)
+        positive = {
+            "rate": self.rate,
+            "ttft-slo": self.ttft_slo,
+            "tbt-slo": self.tbt_slo,
+            "instances": self.instances,
+            "num-requests": self.num_requests,
+            "max-num-seqs": self.max_num_seqs,
+            "max-batched-tokens": self.max_batched_tokens,
+            "chunk-size": self.chunk_size,
+            "cv": self.cv,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise UserError(f"--{name} must be positive, got {value}")
+        if self.tp is not None and self.tp < 1:
+            raise UserError(f"--tp must be at least 1, got {self.tp}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise UserError(f"--gpu-memory-utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+
+    @property
+    def tensor_parallel(self) -> int:
+        return self.tp if self.tp is not None else get_model(self.model).default_tp
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"unknown config keys: {', '.join(unknown)}")
+        return cls(**data)  # type: ignore[arg-type]
+
+    def with_rate(self, rate: float) -> RunConfig:
+        return replace(self, rate=rate)
+
+    def key(self) -> str:
+        """A short stable hash of the config: the name of this run's outputs."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]

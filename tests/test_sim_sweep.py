@@ -1,0 +1,120 @@
+"""Simulated runs end to end: determinism, sweep storage (resume, refusal), rates parsing and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import ascendra.cli.main  # noqa: F401  (registers the commands)
+from ascendra.cli.app import app
+from ascendra.config import RunConfig
+from ascendra.errors import UserError
+from ascendra.records import write_records
+from ascendra.sim.simulate import simulate
+from ascendra.sweep import parse_rates, run_sweep
+
+SMALL = RunConfig(workload="uniform:prompt=32-1500,output=8-300", num_requests=300, rate=30.0, instances=2)
+
+
+def test_same_config_gives_byte_identical_tables(tmp_path):
+    paths = []
+    for i in range(2):
+        outcome = simulate(SMALL)
+        path = tmp_path / f"r{i}.parquet"
+        write_records(outcome.records, path)
+        paths.append(path.read_bytes())
+    assert paths[0] == paths[1]
+    assert simulate(SMALL).summary == simulate(SMALL).summary
+
+
+@pytest.mark.parametrize("system", ["vllm", "sarathi"])
+def test_every_request_finishes_and_attainment_falls_with_load(system):
+    low = simulate(RunConfig(**{**SMALL.to_dict(), "system": system, "rate": 5.0})).summary
+    high = simulate(RunConfig(**{**SMALL.to_dict(), "system": system, "rate": 200.0})).summary
+    assert low["finished"] == high["finished"] == SMALL.num_requests
+    assert low["attainment"] > high["attainment"]
+    assert low["ttft_p99"] < high["ttft_p99"]
+
+
+def test_vllm_stalls_decodes_more_than_sarathi():
+    """Prefill-first vLLM interrupts decodes with whole prefills; Sarathi's chunks keep TBT tails low."""
+    vllm = simulate(RunConfig(**{**SMALL.to_dict(), "system": "vllm"})).summary
+    sarathi = simulate(RunConfig(**{**SMALL.to_dict(), "system": "sarathi"})).summary
+    assert vllm["tbt_p99"] > sarathi["tbt_p99"]
+
+
+def test_parse_rates():
+    assert parse_rates("18:25:1") == [18, 19, 20, 21, 22, 23, 24, 25]
+    assert parse_rates("4:5:0.5") == [4.0, 4.5, 5.0]
+    assert parse_rates("22,18,20,18") == [18, 20, 22]
+    for bad in ("", "a,b", "5:1:1", "1:5:0", "0,1", "-2"):
+        with pytest.raises(UserError):
+            parse_rates(bad)
+
+
+def test_sweep_resumes_and_refuses_a_different_sweep(tmp_path):
+    out = tmp_path / "sweep"
+    first = run_sweep(SMALL, [10.0, 20.0], out)
+    stored = {p.name: p.stat().st_mtime_ns for p in (out / "points").iterdir()}
+    calls = []
+    again = run_sweep(SMALL, [10.0, 20.0, 30.0], out, on_point=calls.append)
+    assert calls == [10.0, 20.0, 30.0]
+    for name, mtime in stored.items():  # finished points are reused, not recomputed
+        assert (out / "points" / name).stat().st_mtime_ns == mtime
+    assert again["rate"].tolist() == [10.0, 20.0, 30.0]
+    assert again.iloc[:2]["attainment"].tolist() == first["attainment"].tolist()
+    assert json.loads((out / "sweep.json").read_text())["rates"] == [10.0, 20.0, 30.0]
+    with pytest.raises(UserError, match="different sweep"):
+        run_sweep(RunConfig(**{**SMALL.to_dict(), "seed": 2}), [10.0], out)
+
+
+def test_sweep_refuses_a_folder_that_is_not_a_sweep(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not a sweep directory"):
+        run_sweep(SMALL, [10.0], tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+ARGS = ["--workload", SMALL.workload, "--num-requests", "300", "--instances", "2"]
+
+
+def test_cli_sweep_json_and_outputs(tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["sweep", *ARGS, "--rates", "10,30", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["system"] == "vllm"
+    assert [row["rate"] for row in data["rows"]] == [10.0, 30.0]
+    assert {"attainment", "attainment_strict", "ttft_p99", "tbt_p99"} <= set(data["rows"][0])
+    assert (out / "summary.csv").exists() and len(list((out / "points").glob("*.parquet"))) == 2
+
+
+def test_cli_capacity_interpolates_and_searches():
+    runner = CliRunner()
+    swept = json.loads(runner.invoke(app, ["capacity", *ARGS, "--rates", "5:80:25", "--json"]).stdout)
+    assert swept["method"] == "interpolation" and swept["target"] == 0.9
+    searched = json.loads(runner.invoke(app, ["capacity", *ARGS, "--rates", "5,80", "--search", "--json"]).stdout)
+    assert searched["method"] == "bisection"
+    for result in (swept, searched):
+        if result["status"] == "interpolated":
+            assert 5 <= result["capacity_qps"] <= 80
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sweep", "--rates", "0"],
+        ["sweep", "--ttft-slo", "-1"],
+        ["sweep", "--model", "gpt-9"],
+        ["sweep", "--system", "nope"],
+        ["sweep", "--workload", "no-such-workload"],
+        ["capacity", "--slo-metric", "nope"],
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(args, tmp_path):
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "never")])
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "never").exists()
