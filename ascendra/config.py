@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, fields, replace
 
 from ascendra.errors import UserError
@@ -11,6 +12,8 @@ from ascendra.gpus import get_gpu
 from ascendra.models import get_model
 
 SYSTEMS = ("vllm", "sarathi", "ascendra")
+VALUE_FUNCTIONS = ("edf", "basic", "sjf")
+PERF_MODELS = ("paper", "per-seq")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,13 @@ class RunConfig:
     max_batched_tokens: int = 8192
     chunk_size: int = 512
     gpu_memory_utilization: float = 0.9
+    # Ascendra only (ignored by the baselines).
+    partition: str = "2L1H"
+    margin: float | None = None
+    value_fn: str = "edf"
+    compute_cap: float = 1.0
+    admission_control: bool = False
+    perf_model: str = "paper"
 
     def __post_init__(self) -> None:
         if self.system not in SYSTEMS:
@@ -60,8 +70,38 @@ class RunConfig:
                 raise UserError(f"--{name} must be positive, got {value}")
         if self.tp is not None and self.tp < 1:
             raise UserError(f"--tp must be at least 1, got {self.tp}")
+        if self.system == "ascendra":
+            low, high = self.lp_hp
+            if low + high != self.instances:
+                raise UserError(
+                    f"--partition {self.partition} has {low + high} instances; pass --instances {low + high}"
+                )
+        if self.value_fn not in VALUE_FUNCTIONS:
+            raise UserError(f"unknown --value-fn {self.value_fn!r}; known: {', '.join(VALUE_FUNCTIONS)}")
+        if self.perf_model not in PERF_MODELS:
+            raise UserError(f"unknown --perf-model {self.perf_model!r}; known: {', '.join(PERF_MODELS)}")
+        if self.margin is not None and self.margin < 0:
+            raise UserError(f"--margin must be >= 0, got {self.margin}")
+        if not self.compute_cap > 0:
+            raise UserError(f"--compute-cap must be positive, got {self.compute_cap}")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise UserError(f"--gpu-memory-utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+
+    @property
+    def lp_hp(self) -> tuple[int, int]:
+        """(low-priority, high-priority) instance counts of the ``xLyH`` partition."""
+        match = re.fullmatch(r"(\d+)L(\d+)H", self.partition)
+        if not match or int(match[1]) < 1 or int(match[2]) < 1:
+            raise UserError(f"bad --partition {self.partition!r}: use xLyH with x, y >= 1, e.g. 2L1H")
+        return int(match[1]), int(match[2])
+
+    @property
+    def offload_margin(self) -> float:
+        """The offload margin: as configured, else the published per-model constant (0.7 s for Llama-3.1-8B,
+        1.0 s otherwise)."""
+        if self.margin is not None:
+            return self.margin
+        return 0.7 if self.model == "llama-3.1-8b" else 1.0
 
     @property
     def tensor_parallel(self) -> int:

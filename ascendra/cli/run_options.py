@@ -18,6 +18,7 @@ from ascendra.config import SYSTEMS, RunConfig
 
 _RUN = "Run"
 _POLICY = "Scheduling policy"
+_ASC = "Ascendra"
 
 _SHARED: dict[str, tuple[type, Any, typer.models.OptionInfo]] = {
     "system": (str, "vllm", typer.Option(help=f"Serving system: {', '.join(SYSTEMS)}.", rich_help_panel=_RUN)),
@@ -47,6 +48,34 @@ _SHARED: dict[str, tuple[type, Any, typer.models.OptionInfo]] = {
         float,
         0.9,
         typer.Option(help="Share of GPU memory for weights + KV cache.", rich_help_panel=_POLICY),
+    ),
+    "partition": (str, "2L1H", typer.Option(help="Ascendra: xLyH low/high-priority instances.", rich_help_panel=_ASC)),
+    "margin": (
+        float | None,
+        None,
+        typer.Option(
+            help="Ascendra: offload margin, s [default: 0.7 for llama-3.1-8b, else 1.0].", rich_help_panel=_ASC
+        ),
+    ),
+    "value_fn": (
+        str,
+        "edf",
+        typer.Option(help="Ascendra: urgency value function: edf, basic, sjf.", rich_help_panel=_ASC),
+    ),
+    "compute_cap": (
+        float,
+        1.0,
+        typer.Option(help="Ascendra: LP compute cap, in seconds of the GPU's peak FLOPs.", rich_help_panel=_ASC),
+    ),
+    "admission_control": (
+        bool,
+        False,
+        typer.Option(help="Ascendra: drop requests predicted to miss their TTFT.", rich_help_panel=_ASC),
+    ),
+    "perf_model": (
+        str,
+        "paper",
+        typer.Option(help="Ascendra: perf model features: paper (4 roofline) or per-seq.", rich_help_panel=_ASC),
     ),
 }
 _DATA_DIR = (

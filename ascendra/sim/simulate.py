@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ascendra.config import RunConfig
+from ascendra.costmodel import CostModel
 from ascendra.metrics import SLO, summarize
 from ascendra.records import records_frame
 from ascendra.sim.cluster import Cluster, RunResult
@@ -40,7 +41,8 @@ def workload_of(config: RunConfig, data_dir: Path | None = None) -> Workload:
 def simulate(config: RunConfig, data_dir: Path | None = None, workload: Workload | None = None) -> SimOutcome:
     """Run ``config`` on the simulator. The result depends only on the config (and the workload's data)."""
     workload = workload if workload is not None else workload_of(config, data_dir)
-    instances, router = build_system(config)
+    cost = CostModel.load(config.model, config.gpu, config.tensor_parallel)
+    instances, router = build_system(config, cost.batch_time)
     result = Cluster(instances, router).run(workload.requests)
     records = records_frame(result.requests)
     summary = summarize(records, SLO(config.ttft_slo, config.tbt_slo))

@@ -1,0 +1,112 @@
+"""Ascendra's low-priority (throughput) instance: decodes never stall; whole prefills packed by urgency.
+
+Each iteration first gives every running decode one token (as Sarathi-Serve does), then fills the remaining
+token budget (``max_batched_tokens - decodes``) with *whole* prefills taken out of arrival order, most urgent
+first, knapsack style: a prefill is taken if it fits the remaining budget, the sequence cap, the free KV blocks
+and the compute cap (``compute_cap`` seconds of the GPU's peak FLOPs); one that does not fit is skipped and the
+next is tried. Requests that were preempted (already started) go before never-started ones.
+
+After each step the controller asks for the requests at risk (``take_at_risk``): a never-started waiting request
+is at risk when ``waited + max(predicted batch time, predicted prefill time) + margin > TTFT_SLO``. Those leave
+this instance for the high-priority side; no KV state moves because none was allocated.
+"""
+
+from __future__ import annotations
+
+from ascendra.batch import Batch
+from ascendra.kv_cache import BlockManager
+from ascendra.policy import BasePolicy, max_kv_tokens
+from ascendra.request import Request
+from ascendra.urgency import Predictor, value_function
+
+
+class LowPriorityScheduler(BasePolicy):
+    """The LP policy over one block manager."""
+
+    def __init__(
+        self,
+        blocks: BlockManager,
+        predictor: Predictor,
+        ttft_slo: float,
+        margin: float,
+        value_fn: str = "edf",
+        max_num_seqs: int = 128,
+        max_batched_tokens: int = 8192,
+        compute_cap_flops: float = float("inf"),
+        admission_control: bool = False,
+    ) -> None:
+        super().__init__(blocks, max_num_seqs)
+        self.predictor = predictor
+        self.ttft_slo = ttft_slo
+        self.margin = margin
+        self.value = value_function(value_fn, ttft_slo, predictor)
+        self.max_batched_tokens = max_batched_tokens
+        self.compute_cap_flops = compute_cap_flops
+        self.admission_control = admission_control
+
+    def _reject_reason(self, request: Request) -> str | None:
+        if max_kv_tokens(request) > self.max_batched_tokens:
+            return f"a whole prefill of up to {max_kv_tokens(request)} tokens exceeds the token budget"
+        return super()._reject_reason(request)
+
+    def _ranked(self, now: float) -> list[Request]:
+        """Waiting requests, already-started (preempted) first in queue order, then by urgency (highest first,
+        ties by arrival)."""
+        value = self.value
+        started = [r for r in self.waiting if r.first_scheduled is not None]
+        fresh = [r for r in self.waiting if r.first_scheduled is None]
+        fresh.sort(key=lambda r: (-value(r, now), r.arrival))
+        return started + fresh
+
+    def schedule(self, now: float) -> Batch:
+        batch = Batch()
+        self._schedule_decodes(batch, now)
+        if not self.waiting:
+            return batch
+        budget = self.max_batched_tokens - batch.num_decodes
+        seqs_left = self.max_num_seqs - len(self.running)
+        free_blocks = self.blocks.num_free
+        flops_left = self.compute_cap_flops
+        chosen: list[Request] = []
+        for request in self._ranked(now):
+            if seqs_left <= 0 or budget <= 0:
+                break
+            tokens = request.prefill_target
+            need = self.blocks.blocks_for(tokens)
+            flops = self.predictor.prefill_flops(tokens)
+            if tokens > budget or need > free_blocks or (flops > flops_left and chosen):
+                continue  # skip what does not fit and try the next (a lone prefill always passes the cap)
+            chosen.append(request)
+            budget -= tokens
+            free_blocks -= need
+            flops_left -= flops
+            seqs_left -= 1
+        for request in chosen:
+            self._take_waiting(request)
+            self.blocks.grow(request, request.prefill_target)
+            self.running.append(request)
+            self._add_item(batch, request, request.prefill_target, True, now)
+        return batch
+
+    def take_at_risk(self, now: float, batch_time: float) -> list[Request]:
+        """Remove and return never-started waiting requests predicted to miss their TTFT here. With admission
+        control, those that would miss it even if started now are dropped (into ``rejected``) instead."""
+        at_risk: list[Request] = []
+        keep = []
+        for request in self.waiting:
+            if request.first_scheduled is not None:
+                keep.append(request)
+                continue
+            waited = now - request.arrival
+            prefill = self.predictor.prefill_time(request)
+            if self.admission_control and waited + prefill > self.ttft_slo:
+                request.dropped = True
+                self.rejected.append(request)
+            elif waited + max(batch_time, prefill) + self.margin > self.ttft_slo:
+                at_risk.append(request)
+            else:
+                keep.append(request)
+        if len(keep) != len(self.waiting):
+            self.waiting.clear()
+            self.waiting.extend(keep)
+        return at_risk
