@@ -7,6 +7,7 @@ passes the real engine. Everything else (policies, KV sizing, controller) is sha
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from ascendra.batch import Batch
 from ascendra.config import RunConfig
@@ -31,17 +32,21 @@ def _blocks(config: RunConfig) -> BlockManager:
     return BlockManager(num_kv_blocks(model, gpu, config.tensor_parallel, config.gpu_memory_utilization))
 
 
-def _baseline(config: RunConfig, batch_time: BatchTime) -> tuple[list[SimInstance], Router]:
+def _baseline(
+    config: RunConfig, batch_time: BatchTime, blocks: Callable[[], BlockManager]
+) -> tuple[list[SimInstance], Router]:
     def scheduler() -> VllmScheduler | SarathiScheduler:
         if config.system == "vllm":
-            return VllmScheduler(_blocks(config), config.max_num_seqs, config.max_batched_tokens)
-        return SarathiScheduler(_blocks(config), chunk_size=config.chunk_size, max_num_seqs=config.max_num_seqs)
+            return VllmScheduler(blocks(), config.max_num_seqs, config.max_batched_tokens)
+        return SarathiScheduler(blocks(), chunk_size=config.chunk_size, max_num_seqs=config.max_num_seqs)
 
     instances = [SimInstance(f"gpu{i}", scheduler(), batch_time) for i in range(config.instances)]
     return instances, RoundRobinRouter(instances)
 
 
-def _ascendra(config: RunConfig, batch_time: BatchTime) -> tuple[list[SimInstance], Router]:
+def _ascendra(
+    config: RunConfig, batch_time: BatchTime, blocks: Callable[[], BlockManager]
+) -> tuple[list[SimInstance], Router]:
     perf = PerfModel.load(config.model, config.gpu, config.tensor_parallel, per_seq=config.perf_model == "per-seq")
     predictor = Predictor(perf)
     compute_cap_flops = config.compute_cap * get_gpu(config.gpu).peak_flops
@@ -57,21 +62,23 @@ def _ascendra(config: RunConfig, batch_time: BatchTime) -> tuple[list[SimInstanc
     low = [
         SimInstance(
             f"lp{i}",
-            LowPriorityScheduler(
-                _blocks(config), margin=config.offload_margin, compute_cap_flops=compute_cap_flops, **shared
-            ),
+            LowPriorityScheduler(blocks(), margin=config.offload_margin, compute_cap_flops=compute_cap_flops, **shared),
             batch_time,
         )
         for i in range(num_low)
     ]
-    high = [
-        SimInstance(f"hp{i}", HighPriorityScheduler(_blocks(config), **shared), batch_time) for i in range(num_high)
-    ]
+    high = [SimInstance(f"hp{i}", HighPriorityScheduler(blocks(), **shared), batch_time) for i in range(num_high)]
     return low + high, AscendraController(low, high, predictor)
 
 
-def build_system(config: RunConfig, batch_time: BatchTime) -> tuple[list[SimInstance], Router]:
-    """The instances and router of ``config.system``, each instance executing batches with ``batch_time``."""
+def build_system(
+    config: RunConfig, batch_time: BatchTime, num_blocks: int | None = None
+) -> tuple[list[SimInstance], Router]:
+    """The instances and router of ``config.system``, each instance executing batches with ``batch_time``.
+
+    ``num_blocks`` sets every instance's KV pool (default: sized from the simulated GPU's memory); the live
+    runtime passes the pool its engine really allocated."""
+    blocks = partial(BlockManager, num_blocks) if num_blocks is not None else partial(_blocks, config)
     if config.system == "ascendra":
-        return _ascendra(config, batch_time)
-    return _baseline(config, batch_time)
+        return _ascendra(config, batch_time, blocks)
+    return _baseline(config, batch_time, blocks)
