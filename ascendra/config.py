@@ -24,7 +24,7 @@ class RunConfig:
     TTFT/TBT SLOs of 1.0/0.15 s, at most 128 sequences and 8,192 batched tokens per iteration.
     """
 
-    system: str = "vllm"
+    system: str = "ascendra"
     workload: str = "sharegpt"
     model: str = "llama-3.1-8b"
     gpu: str = "a100-80gb"

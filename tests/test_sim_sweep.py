@@ -15,7 +15,7 @@ from ascendra.records import write_records
 from ascendra.sim.simulate import simulate
 from ascendra.sweep import parse_rates, run_sweep
 
-SMALL = RunConfig(workload="uniform:prompt=32-1500,output=8-300", num_requests=300, rate=30.0, instances=2)
+SMALL = RunConfig(system="vllm", workload="uniform:prompt=32-1500,output=8-300", num_requests=300, rate=30.0, instances=2)
 
 
 def test_same_config_gives_byte_identical_tables(tmp_path):
@@ -77,7 +77,7 @@ def test_sweep_refuses_a_folder_that_is_not_a_sweep(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-ARGS = ["--workload", SMALL.workload, "--num-requests", "300", "--instances", "2"]
+ARGS = ["--system", "vllm", "--workload", SMALL.workload, "--num-requests", "300", "--instances", "2"]
 
 
 def test_cli_sweep_json_and_outputs(tmp_path):

@@ -21,7 +21,7 @@ _POLICY = "Scheduling policy"
 _ASC = "Ascendra"
 
 _SHARED: dict[str, tuple[type, Any, typer.models.OptionInfo]] = {
-    "system": (str, "vllm", typer.Option(help=f"Serving system: {', '.join(SYSTEMS)}.", rich_help_panel=_RUN)),
+    "system": (str, "ascendra", typer.Option(help=f"Serving system: {', '.join(SYSTEMS)}.", rich_help_panel=_RUN)),
     "workload": (str, "sharegpt", typer.Option(help="Workload name or trace path (see `workloads list`).")),
     "model": (str, "llama-3.1-8b", typer.Option(help="Model (llama-3.1-8b, mistral-7b, qwen-14b, tiny).")),
     "gpu": (str, "a100-80gb", typer.Option(help="Simulated GPU (a100-80gb, h100-80gb).")),
