@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ascendra.cli.app import JSON_OPTION, new_app, print_json, stdout
+from ascendra.errors import UserError
 
 bench_app = new_app("Benchmarks of the simulator and the engine.")
 
@@ -51,3 +52,73 @@ def bench_sim(
             f"{row['system']:>8}: {row['requests_per_s']:8.0f} simulated requests/s "
             f"({row['requests']} requests, {row['batches']} batches in {row['wall_s']:.3f} s)"
         )
+
+
+ENGINE_EXTRA = ("torch", "safetensors")  # the packages of the `engine` extra
+
+
+def _parse_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UserError(f"bad --batch-sizes {text!r}: use a list of positive integers like 1,8,32") from None
+    if not sizes or min(sizes) <= 0:
+        raise UserError(f"bad --batch-sizes {text!r}: use a list of positive integers like 1,8,32")
+    return sizes
+
+
+@bench_app.command("engine")
+def bench_engine(
+    model: Annotated[str, typer.Option(help="Model: tiny, llama-3.1-8b, ... or llama-100m.")] = "tiny",
+    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1, ...")] = "cpu",
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes (requests per batch).")] = "1,8,32",
+    context: Annotated[int, typer.Option(help="Prompt length in tokens (prefill), then the decode context.")] = 512,
+    decode_steps: Annotated[int, typer.Option(help="Decode steps timed per batch size.")] = 8,
+    repeats: Annotated[int, typer.Option(help="Measurements per batch size (medians are reported).")] = 3,
+    dtype: Annotated[str | None, typer.Option(help="fp32, bf16 or fp16 \\[default: fp32 on CPU, bf16 else].")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads for the run \\[default: torch's].")] = None,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """The real engine on dummy weights: prefill tokens/s and decode step time versus batch size."""
+    sizes = _parse_sizes(batch_sizes)
+    try:  # torch is an optional dependency (the `engine` extra): import only when this command runs
+        from ascendra.engine.bench import run_engine_bench
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in ENGINE_EXTRA:
+            raise
+        raise UserError(f"`bench engine` needs {missing} (the engine extra): pip install '.[engine]'") from None
+
+    rows = run_engine_bench(
+        model,
+        device=device,
+        batch_sizes=sizes,
+        context=context,
+        decode_steps=decode_steps,
+        dtype=dtype,
+        repeats=repeats,
+        num_threads=threads,
+    )
+    if json_output:
+        print_json({"benchmark": "engine", "rows": rows})
+        return
+    from rich.table import Table
+
+    first = rows[0]
+    threads_note = f", {first['num_threads']} threads" if first["num_threads"] is not None else ""
+    table = Table(
+        title=f"Engine: {first['model']} ({first['num_params'] / 1e6:.1f}M params) on {first['device']}, "
+        f"{first['dtype']}{threads_note}, context {context}"
+    )
+    for label in ("batch", "prefill tokens", "prefill s", "prefill tok/s", "decode step ms", "decode tok/s"):
+        table.add_column(label, justify="right")
+    for row in rows:
+        table.add_row(
+            str(row["batch_size"]),
+            str(row["prefill_tokens"]),
+            f"{row['prefill_s']:.4f}",
+            f"{row['prefill_tok_s']:.0f}",
+            f"{row['decode_step_ms']:.2f}",
+            f"{row['decode_tok_s']:.0f}",
+        )
+    stdout.print(table)

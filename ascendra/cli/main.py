@@ -6,6 +6,7 @@ from ascendra.cli import (
     calibrate_cmd,  # noqa: F401  (registers `ascbench calibrate` and `ascbench cost-model`)
     metrics_cmd,  # noqa: F401  (registers `ascbench metrics`)
     perfmodel_cmd,  # noqa: F401  (registers `ascbench fit-perf-model`)
+    profile_cmd,  # noqa: F401  (registers `ascbench profile`)
     sim_cmd,  # noqa: F401  (registers `ascbench sweep` and `ascbench capacity`)
     workloads_cmd,  # noqa: F401  (registers `ascbench workloads`)
 )

@@ -1,0 +1,166 @@
+"""Profiling: run a workload on one instance under single-instance policies and log every batch it executes.
+
+The log (:mod:`ascendra.perfmodel.log` schema) is what the performance model is fitted on (the paper's setup:
+batches logged at QPS 2-10 on one instance). Two policies give the fit all three batch kinds: vLLM yields
+prefill-only and decode-only batches, Sarathi-Serve decode-only and mixed (chunked prefill + decodes).
+
+A *backend* supplies the executor: a function from a :class:`~ascendra.batch.Batch` to the seconds it takes.
+``sim`` is the simulator's calibrated cost model; a real-engine backend only has to provide another function
+(it would run the batch and return the measured time), the rest of the profiler is the same. The batches are
+captured through ``SimInstance.batch_log`` without touching the runtime; a batch's composition is read from
+``BatchItem.num_tokens`` / ``BatchItem.context``, which are fixed at scheduling time (the ``Request`` objects
+the items point to keep changing afterwards).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ascendra.batch import Batch
+from ascendra.config import RunConfig
+from ascendra.costmodel import CostModel
+from ascendra.errors import UserError
+from ascendra.perfmodel.features import KINDS
+from ascendra.perfmodel.log import log_row
+from ascendra.sim.cluster import Cluster
+from ascendra.sim.instance import SimInstance
+from ascendra.sim.router import RoundRobinRouter
+from ascendra.sim.simulate import workload_of
+from ascendra.systems import build_system
+
+BatchTimer = Callable[[Batch], float]
+
+#: Policies that run on a single general instance (Ascendra itself needs LP and HP instances).
+PROFILE_SYSTEMS: tuple[str, ...] = ("vllm", "sarathi")
+DEFAULT_RATES: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0, 10.0)
+DEFAULT_NUM_REQUESTS = 250
+#: Columns added to the schema's: which run a batch came from and when it started (ignored by the fit).
+EXTRA_COLUMNS: tuple[str, ...] = ("backend", "system", "workload", "rate", "seed", "start_s")
+
+
+def _sim_timer(config: RunConfig) -> BatchTimer:
+    return CostModel.load(config.model, config.gpu, config.tensor_parallel).batch_time
+
+
+#: Backend name -> factory of the batch time function for a run config.
+BACKENDS: dict[str, Callable[[RunConfig], BatchTimer]] = {"sim": _sim_timer}
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileSpec:
+    """What to profile: one (model, GPU, TP) instance, a workload, the policies and the request rates."""
+
+    model: str = "llama-3.1-8b"
+    gpu: str = "a100-80gb"
+    tp: int | None = None
+    workload: str = "sharegpt"
+    rates: tuple[float, ...] = DEFAULT_RATES
+    num_requests: int = DEFAULT_NUM_REQUESTS
+    systems: tuple[str, ...] = PROFILE_SYSTEMS
+    seed: int = 1
+    backend: str = "sim"
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise UserError(f"unknown backend {self.backend!r}; known backends: {', '.join(BACKENDS)}")
+        if not self.systems:
+            raise UserError("no systems to profile")
+        bad = [s for s in self.systems if s not in PROFILE_SYSTEMS]
+        if bad:
+            raise UserError(
+                f"cannot profile system(s) {', '.join(map(repr, bad))} on one instance; "
+                f"choose from {', '.join(PROFILE_SYSTEMS)}"
+            )
+        if len(set(self.systems)) != len(self.systems):
+            raise UserError(f"systems listed twice: {', '.join(self.systems)}")
+        if not self.rates or min(self.rates) <= 0:
+            raise UserError(f"rates must be positive, got {list(self.rates)}")
+        self.config(self.systems[0], self.rates[0])  # validates model, GPU, TP and the request count
+
+    def config(self, system: str, rate: float) -> RunConfig:
+        """The one-instance run config of ``system`` at ``rate``."""
+        return RunConfig(
+            system=system,
+            workload=self.workload,
+            model=self.model,
+            gpu=self.gpu,
+            tp=self.tp,
+            instances=1,
+            rate=rate,
+            num_requests=self.num_requests,
+            seed=self.seed,
+        )
+
+
+def batch_rows(
+    config: RunConfig, batch_log: Sequence[tuple[float, Batch, float]], backend: str
+) -> list[dict[str, Any]]:
+    """Schema rows (plus :data:`EXTRA_COLUMNS`) for one run's ``SimInstance.batch_log``."""
+    tp = config.tensor_parallel
+    rows = []
+    for start, batch, seconds in batch_log:
+        prefills = [(item.num_tokens, item.context) for item in batch.items if item.is_prefill]
+        decodes = [item.context for item in batch.items if not item.is_prefill]
+        row = log_row(config.model, config.gpu, tp, prefills, decodes, seconds)
+        row.update(
+            backend=backend,
+            system=config.system,
+            workload=config.workload,
+            rate=config.rate,
+            seed=config.seed,
+            start_s=start,
+        )
+        rows.append(row)
+    return rows
+
+
+def profile_run(config: RunConfig, timer: BatchTimer, backend: str, data_dir: Path | None = None) -> pd.DataFrame:
+    """Run ``config`` (one instance) with ``timer`` as the executor and return its batch log."""
+    if config.instances != 1:
+        raise UserError(f"profiling runs one instance, got {config.instances}")
+    workload = workload_of(config, data_dir)
+    instances, _ = build_system(config, timer)
+    instance: SimInstance = instances[0]
+    instance.batch_log = []
+    Cluster([instance], RoundRobinRouter([instance])).run(workload.requests)
+    return pd.DataFrame(batch_rows(config, instance.batch_log, backend))
+
+
+def profile(
+    spec: ProfileSpec,
+    data_dir: Path | None = None,
+    on_run: Callable[[RunConfig, pd.DataFrame], None] | None = None,
+) -> pd.DataFrame:
+    """Every batch of every (system, rate) run of ``spec``, in run order; ``on_run`` is called after each run."""
+    timer = BACKENDS[spec.backend](spec.config(spec.systems[0], spec.rates[0]))
+    parts = []
+    for system in spec.systems:
+        for rate in spec.rates:
+            config = spec.config(system, rate)
+            part = profile_run(config, timer, spec.backend, data_dir)
+            if on_run is not None:
+                on_run(config, part)
+            parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def kind_counts(log: pd.DataFrame) -> dict[str, int]:
+    """Rows per batch kind, every kind listed (0 when absent)."""
+    counts = log["kind"].value_counts()
+    return {kind: int(counts.get(kind, 0)) for kind in KINDS}
+
+
+def run_summary(log: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per (system, rate): batch counts per kind and the busy time logged."""
+    out = []
+    for (system, rate), part in log.groupby(["system", "rate"], sort=False):
+        out.append(
+            {"system": system, "rate": float(rate), "batches": len(part), **kind_counts(part)}
+            | {"busy_s": float(part["seconds"].sum())}
+        )
+    return out
