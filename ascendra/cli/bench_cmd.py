@@ -15,7 +15,7 @@ bench_app = new_app("Benchmarks of the simulator and the engine.")
 
 @bench_app.command("sim")
 def bench_sim(
-    systems: Annotated[str, typer.Option(help="Comma-separated systems to time.")] = "vllm,sarathi",
+    systems: Annotated[str, typer.Option(help="Comma-separated systems to time.")] = "vllm,sarathi,ascendra",
     workload: Annotated[str, typer.Option(help="Workload.")] = "sharegpt",
     num_requests: Annotated[int, typer.Option(help="Requests per run.")] = 2000,
     rate: Annotated[float, typer.Option(help="Request rate (QPS) of the 3-instance cluster.")] = 20.0,
