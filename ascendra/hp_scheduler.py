@@ -17,7 +17,7 @@ import math
 
 from ascendra.batch import Batch
 from ascendra.kv_cache import BlockManager
-from ascendra.policy import BasePolicy, max_kv_tokens
+from ascendra.policy import BasePolicy
 from ascendra.request import Request
 from ascendra.urgency import Predictor, value_function
 
@@ -44,14 +44,10 @@ class HighPriorityScheduler(BasePolicy):
         self.ttft_slo = ttft_slo
         self.value = value_function(value_fn, ttft_slo, predictor)
         self.max_batched_tokens = max_batched_tokens
+        self.whole_prefill_budget = max_batched_tokens
         self.admission_control = admission_control
         self.ticket_seq_share = ticket_seq_share
         self.ticket_free_kv = ticket_free_kv
-
-    def _reject_reason(self, request: Request) -> str | None:
-        if max_kv_tokens(request) > self.max_batched_tokens:
-            return f"a whole prefill of up to {max_kv_tokens(request)} tokens exceeds the token budget"
-        return super()._reject_reason(request)
 
     def grants_ticket(self) -> bool:
         """Whether a new arrival may come straight here."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ascendra.batch import Batch
 from ascendra.kv_cache import BlockManager
-from ascendra.policy import BasePolicy, max_kv_tokens
+from ascendra.policy import BasePolicy
 from ascendra.request import Request
 from ascendra.urgency import Predictor, value_function
 
@@ -41,13 +41,9 @@ class LowPriorityScheduler(BasePolicy):
         self.margin = margin
         self.value = value_function(value_fn, ttft_slo, predictor)
         self.max_batched_tokens = max_batched_tokens
+        self.whole_prefill_budget = max_batched_tokens
         self.compute_cap_flops = compute_cap_flops
         self.admission_control = admission_control
-
-    def _reject_reason(self, request: Request) -> str | None:
-        if max_kv_tokens(request) > self.max_batched_tokens:
-            return f"a whole prefill of up to {max_kv_tokens(request)} tokens exceeds the token budget"
-        return super()._reject_reason(request)
 
     def _ranked(self, now: float) -> list[Request]:
         """Waiting requests, already-started (preempted) first in queue order, then by urgency (highest first,

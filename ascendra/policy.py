@@ -38,6 +38,11 @@ class BasePolicy(ABC):
     #: head-of-line blocking as in vLLM and Sarathi-Serve).
     skip_misfits: bool = False
 
+    #: Policies that only run whole prefills (vLLM, Ascendra's LP and HP) set this to their token budget: a
+    #: request whose (re)computed prefill could ever exceed it (prompt + output - 1 tokens, the longest
+    #: recompute after a preemption) is rejected on arrival instead of blocking the queue forever.
+    whole_prefill_budget: int | None = None
+
     def __init__(self, blocks: BlockManager, max_num_seqs: int = 128) -> None:
         if max_num_seqs <= 0:
             raise UserError(f"max_num_seqs must be positive, got {max_num_seqs}")
@@ -92,6 +97,9 @@ class BasePolicy(ABC):
         if request.prompt_len < 1 or request.output_len < 1:
             return f"needs a prompt and an output, got {request.prompt_len} and {request.output_len} tokens"
         peak = max_kv_tokens(request)
+        budget = self.whole_prefill_budget
+        if budget is not None and peak > budget:
+            return f"a (re)computed whole prefill of up to {peak} tokens exceeds the token budget of {budget}"
         if self.blocks.blocks_for(peak) > self.blocks.num_blocks:
             return f"needs {peak} KV slots at its longest, the pool holds {self.blocks.num_token_slots}"
         return None

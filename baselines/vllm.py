@@ -18,8 +18,7 @@ from __future__ import annotations
 from ascendra.batch import Batch
 from ascendra.errors import UserError
 from ascendra.kv_cache import BlockManager
-from ascendra.policy import BasePolicy, max_kv_tokens
-from ascendra.request import Request
+from ascendra.policy import BasePolicy
 
 
 class VllmScheduler(BasePolicy):
@@ -30,15 +29,7 @@ class VllmScheduler(BasePolicy):
         if max_num_batched_tokens <= 0:
             raise UserError(f"max_num_batched_tokens must be positive, got {max_num_batched_tokens}")
         self.max_num_batched_tokens = max_num_batched_tokens
-
-    def _reject_reason(self, request: Request) -> str | None:
-        longest_prefill = max_kv_tokens(request)
-        if longest_prefill > self.max_num_batched_tokens:
-            return (
-                f"a (re)computed prefill of up to {longest_prefill} tokens exceeds "
-                f"max_num_batched_tokens={self.max_num_batched_tokens}"
-            )
-        return super()._reject_reason(request)
+        self.whole_prefill_budget = max_num_batched_tokens
 
     def schedule(self, now: float) -> Batch:
         batch = Batch()
