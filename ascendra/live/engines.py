@@ -1,0 +1,155 @@
+"""Building the live instances' engines: which weights, on which device, with how many KV blocks.
+
+The run config names the model (its shapes drive the workload's token counts and the performance model); the
+engine runs either that model's shapes with seeded dummy weights (performance runs) or a local HF checkpoint,
+which must have the same shapes. Everything that can be wrong here is the user's input, so it is a UserError
+raised before the run starts, never a failure inside an instance thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ascendra.batch import Batch
+from ascendra.engine import Engine, EngineConfig, PagedKVCache, Weights, dummy_weights, load_weights, parse_dtype
+from ascendra.errors import UserError
+from ascendra.models import ModelSpec, get_model
+from ascendra.request import Request
+from workloads.spec import RequestSpec
+
+GiB = 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class LiveOptions:
+    """How a live run executes (not what it serves: that is the RunConfig).
+
+    - ``device``: ``cpu`` or ``cuda[:i]``; every instance of an in-process run shares it.
+    - ``dtype``: fp32, bf16 or fp16 (default fp32 on CPU, fp16 on CUDA as in the paper).
+    - ``checkpoint``: a local HF checkpoint directory; None runs the model's shapes with seeded dummy weights.
+    - ``num_blocks`` / ``kv_cache_gib``: each instance's KV pool, in blocks of 16 slots, or as a memory budget
+      divided by the engine's real block size (the simulator's GPU-memory sizing does not apply to a CPU).
+    - ``torch_threads``: intra-op threads; default: the CPU cores split evenly between the instances, because
+      each instance thread that enters an op gets its own team of that many threads.
+    - ``warmup``: run one tiny batch per engine before the clock starts, so lazy initialisation is not counted
+      in the first request's TTFT.
+    """
+
+    device: str = "cpu"
+    dtype: str | None = None
+    checkpoint: Path | None = None
+    num_blocks: int | None = None
+    kv_cache_gib: float = 0.25
+    torch_threads: int | None = None
+    seed: int = 0
+    warmup: bool = True
+
+    def __post_init__(self) -> None:
+        if self.num_blocks is not None and self.num_blocks <= 0:
+            raise UserError(f"--kv-blocks must be positive, got {self.num_blocks}")
+        if not self.kv_cache_gib > 0:
+            raise UserError(f"--kv-cache-gib must be positive, got {self.kv_cache_gib}")
+        if self.torch_threads is not None and self.torch_threads <= 0:
+            raise UserError(f"--torch-threads must be positive, got {self.torch_threads}")
+
+
+BLOCK_SIZE = 16  # the design's KV block size; the schedulers' block managers use the same
+
+
+def resolve_device(name: str) -> torch.device:
+    """A usable torch device, or a UserError saying why not."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use cpu or cuda[:index]") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {name!r} requested but CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"device {name!r}: only {torch.cuda.device_count()} CUDA devices")
+    elif device.type != "cpu":
+        raise UserError(f"unsupported device {name!r}; use cpu or cuda[:index]")
+    return device
+
+
+def default_dtype(device: torch.device, dtype: str | None) -> torch.dtype:
+    if dtype is not None:
+        return parse_dtype(dtype)
+    return torch.float32 if device.type == "cpu" else torch.float16
+
+
+def load_model(
+    model: str, options: LiveOptions, device: torch.device, dtype: torch.dtype
+) -> tuple[EngineConfig, Weights]:
+    """The engine config and weights for ``model``: dummy weights of its shapes, or the checkpoint's, checked to
+    have those shapes (a mismatch would make every count in the run describe another model)."""
+    spec = get_model(model)
+    if options.checkpoint is None:
+        config = EngineConfig.from_model_spec(spec)
+        return config, dummy_weights(config, seed=options.seed, dtype=dtype, device=device)
+    config = EngineConfig.from_json_file(options.checkpoint)
+    _check_matches(config, spec, options.checkpoint)
+    return config, load_weights(options.checkpoint, config, dtype, device)
+
+
+def _check_matches(config: EngineConfig, spec: ModelSpec, checkpoint: Path) -> None:
+    ours = (spec.num_layers, spec.hidden, spec.ffn, spec.num_heads, spec.num_kv_heads, spec.head_dim, spec.vocab)
+    theirs = (
+        config.num_layers,
+        config.hidden_size,
+        config.intermediate_size,
+        config.num_heads,
+        config.num_kv_heads,
+        config.head_dim,
+        config.vocab_size,
+    )
+    if ours != theirs:
+        names = ("layers", "hidden", "ffn", "heads", "kv heads", "head dim", "vocab")
+        diff = ", ".join(f"{n} {a} vs {b}" for n, a, b in zip(names, theirs, ours, strict=True) if a != b)
+        raise UserError(f"checkpoint {checkpoint} does not have the shapes of model {spec.name!r}: {diff}")
+
+
+def kv_blocks(config: EngineConfig, options: LiveOptions, dtype: torch.dtype) -> int:
+    """Blocks per instance: as given, or the KV memory budget over the engine's real bytes per block."""
+    if options.num_blocks is not None:
+        return options.num_blocks
+    blocks = int(options.kv_cache_gib * GiB // PagedKVCache.block_bytes(config, BLOCK_SIZE, dtype))
+    if blocks <= 0:
+        raise UserError(f"--kv-cache-gib {options.kv_cache_gib} holds no KV block of {config.name}")
+    return blocks
+
+
+def check_workload(specs: list[RequestSpec], config: EngineConfig) -> None:
+    """Reject requests the engine could never run, before any thread starts: ids outside the vocabulary (a
+    workload tokenised for another model) and sequences longer than the model's positions."""
+    for spec in specs:
+        ids = spec.prompt_ids
+        if ids and (min(ids) < 0 or max(ids) >= config.vocab_size):
+            raise UserError(
+                f"request {spec.request_id} has token ids outside the vocabulary of {config.vocab_size}; "
+                "was the workload tokenised for another model?"
+            )
+        if spec.prompt_tokens + spec.output_tokens > config.max_position_embeddings:
+            raise UserError(
+                f"request {spec.request_id} needs {spec.prompt_tokens + spec.output_tokens} positions, the model "
+                f"has {config.max_position_embeddings}"
+            )
+
+
+def warm_up(engine: Engine) -> None:
+    """One prefill and one decode on a scratch request in blocks 0.., overwritten by the run's first requests."""
+    prompt = min(8, engine.block_size)
+    request = Request(RequestSpec(-1, 0.0, prompt, 2, tuple(range(prompt))))
+    table = {request.id: [0]}
+    batch = Batch()
+    batch.add(request, prompt, True)
+    token = engine.execute(batch, table)[request.id]
+    assert token is not None, "a completed prefill emits a token"
+    request.output_ids.append(token)
+    request.num_computed = prompt
+    batch = Batch()
+    batch.add(request, 1, False)
+    engine.execute(batch, table)

@@ -1,0 +1,87 @@
+"""One live run: workload -> engines and schedulers -> real-time serving -> per-request records and summary.
+
+The counterpart of ``ascendra.sim.simulate.simulate``: the same ``build_system`` makes the schedulers and the
+router, each instance's executor is the real engine instead of the cost model, and the records and summary are
+computed by the same functions, so live and simulated tables compare column for column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ascendra.config import RunConfig
+from ascendra.engine import Engine
+from ascendra.live.cluster import LiveCluster, LiveRunResult
+from ascendra.live.engines import (
+    LiveOptions,
+    check_workload,
+    default_dtype,
+    kv_blocks,
+    load_model,
+    resolve_device,
+    warm_up,
+)
+from ascendra.live.executor import EngineExecutor
+from ascendra.metrics import SLO, summarize
+from ascendra.records import records_frame
+from ascendra.sim.simulate import workload_of
+from ascendra.systems import build_system
+from workloads import Workload
+
+
+@dataclass(slots=True)
+class LiveOutcome:
+    config: RunConfig
+    options: LiveOptions
+    workload: Workload
+    result: LiveRunResult
+    records: pd.DataFrame
+    summary: dict[str, float]
+
+
+def _unused_executor(batch: object) -> float:
+    raise AssertionError("replaced by each instance's engine before the run")
+
+
+def run_live(
+    config: RunConfig,
+    workload: Workload | None = None,
+    options: LiveOptions | None = None,
+    data_dir: Path | None = None,
+) -> LiveOutcome:
+    """Serve ``config``'s workload (or ``workload``) on real engines, in real time, on ``options.device``.
+
+    All instances live in this process, one thread each, sharing the device (and on CPU its cores): a functional
+    and small-scale timing run, not a multi-GPU measurement."""
+    options = options if options is not None else LiveOptions()
+    workload = workload if workload is not None else workload_of(config, data_dir)
+    device = resolve_device(options.device)
+    dtype = default_dtype(device, options.dtype)
+    engine_config, weights = load_model(config.model, options, device, dtype)
+    check_workload(workload.requests, engine_config)
+    synthetic = any(spec.prompt_ids is None for spec in workload.requests)
+    num_blocks = kv_blocks(engine_config, options, dtype)
+
+    instances, router = build_system(config, _unused_executor, num_blocks=num_blocks)
+    for node in instances:
+        engine = Engine(engine_config, weights, num_blocks, device=device, dtype=dtype, synthetic_prompts=synthetic)
+        if options.warmup:
+            warm_up(engine)
+        node.batch_time = EngineExecutor(engine, node.scheduler.blocks)
+        node.batch_log = []
+
+    threads = options.torch_threads or max(1, torch.get_num_threads() // len(instances))
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        result = LiveCluster(instances, router).run(workload.requests)
+    finally:
+        torch.set_num_threads(saved)
+    records = records_frame(result.requests)
+    summary = summarize(records, SLO(config.ttft_slo, config.tbt_slo))
+    summary["num_trimmed"] = workload.num_trimmed
+    return LiveOutcome(config, options, workload, result, records, summary)
