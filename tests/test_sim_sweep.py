@@ -86,6 +86,7 @@ def test_cli_sweep_json_and_outputs(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["system"] == "vllm"
+    assert data["capacity_qps"] is None or 10 <= data["capacity_qps"] <= 30
     assert [row["rate"] for row in data["rows"]] == [10.0, 30.0]
     assert {"attainment", "attainment_strict", "ttft_p99", "tbt_p99"} <= set(data["rows"][0])
     assert (out / "summary.csv").exists() and len(list((out / "points").glob("*.parquet"))) == 2

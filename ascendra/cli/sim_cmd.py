@@ -20,10 +20,11 @@ SUMMARY_COLUMNS = [
     ("attainment_strict_p99", "strict-p99"),
     ("ttft_p50", "TTFT p50"),
     ("ttft_p99", "TTFT p99"),
-    ("tbt_mean_p50", "meanTBT p50"),
+    ("req_mean_tbt_p50", "mean TBT p50"),
     ("tbt_p99", "TBT p99"),
     ("throughput_rps", "req/s"),
-    ("num_preemptions", "preempt"),
+    ("offloaded", "offloaded"),
+    ("preemptions", "preempt"),
 ]
 
 
@@ -62,13 +63,19 @@ def sweep(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Simulate the system at each rate and report SLO attainment, latency percentiles and throughput."""
+    from ascendra.metrics import capacity_from_sweep
+
     table = _sweep(config, rates, out, data_dir, quiet=json_output)
+    capacity = capacity_from_sweep(table["rate"].tolist(), table["attainment"].tolist())
     if json_output:
-        print_json({"system": config.system, "rows": table.to_dict(orient="records")})
-    else:
-        _print_table(f"{config.system} on {config.workload} ({config.model}, {config.instances}x {config.gpu})", table)
-        if out is not None:
-            stdout.print(f"results in {out}")
+        rows = table.to_dict(orient="records")
+        print_json({"system": config.system, "capacity_qps": capacity.capacity, "rows": rows})
+        return
+    _print_table(f"{config.system} on {config.workload} ({config.model}, {config.instances}x {config.gpu})", table)
+    shown = "below the swept rates" if capacity.capacity is None else f"{capacity.capacity:.2f} QPS"
+    stdout.print(f"capacity at 90% attainment (paper metric): {shown} ({capacity.status})")
+    if out is not None:
+        stdout.print(f"results in {out}")
 
 
 SLO_METRIC_HELP = "Attainment definition: paper, strict, strict-p99, distserve, sarathi."
