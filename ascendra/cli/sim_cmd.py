@@ -16,15 +16,15 @@ OUT_HELP = "Output folder: summary.csv, per-point records (Parquet) and configs;
 
 SUMMARY_COLUMNS = [
     ("rate", "QPS"),
-    ("attainment", "attain"),
-    ("attainment_strict_p99", "strict-p99"),
+    ("attainment", "attained"),
+    ("attainment_strict_p99", "p99-strict"),
     ("ttft_p50", "TTFT p50"),
     ("ttft_p99", "TTFT p99"),
-    ("req_mean_tbt_p50", "mean TBT p50"),
+    ("req_mean_tbt_p50", "TBT mean p50"),
     ("tbt_p99", "TBT p99"),
     ("throughput_rps", "req/s"),
     ("offloaded", "offloaded"),
-    ("preemptions", "preempt"),
+    ("preemptions", "preempts"),
 ]
 
 
@@ -41,6 +41,13 @@ def _sweep(config: RunConfig, rates: str, out: Path | None, data_dir: Path | Non
     return table[table["rate"].isin(rate_list)]
 
 
+def _cell(value: object) -> str:
+    """Three significant digits; whole numbers (rates, counts) without decimals."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.3g}"
+    return str(value)
+
+
 def _print_table(title: str, table) -> None:
     from rich.table import Table
 
@@ -49,7 +56,7 @@ def _print_table(title: str, table) -> None:
     for _, label in present:
         view.add_column(label, justify="right")
     for _, row in table.iterrows():
-        view.add_row(*(f"{row[key]:.3f}" if isinstance(row[key], float) else str(row[key]) for key, _ in present))
+        view.add_row(*(_cell(row[key]) for key, _ in present))
     stdout.print(view)
 
 
