@@ -80,3 +80,10 @@ def test_requests_the_router_drops_end_the_run() -> None:
     node = SimInstance("gpu0", VllmScheduler(BlockManager(16)), fake_executor)
     result = LiveCluster([node], DropAll([node])).run([RequestSpec(0, 0.0, 8, 2)])
     assert result.requests[0].dropped and node.num_batches == 0
+
+
+def test_a_cluster_runs_once() -> None:
+    live = cluster()
+    live.run([RequestSpec(0, 0.0, 8, 2)])
+    with pytest.raises(RuntimeError, match="runs once"):
+        live.run([RequestSpec(1, 0.0, 8, 2)])

@@ -100,7 +100,10 @@ class LiveCluster:
     # --- the run ----------------------------------------------------------------------------------------------
 
     def run(self, specs: list[RequestSpec]) -> LiveRunResult:
-        """Serve ``specs`` in real time; returns when every request has finished or was dropped."""
+        """Serve ``specs`` in real time; returns when every request has finished or was dropped. Once per cluster:
+        its instance threads and schedulers are spent afterwards."""
+        if self._t0:
+            raise RuntimeError("a LiveCluster runs once; build a new system for another run")
         requests = [Request(spec) for spec in sorted(specs, key=lambda s: (s.arrival, s.request_id))]
         lags: list[float] = []
         self._outstanding = len(requests)
