@@ -12,6 +12,10 @@ from ascendra.gpus import get_gpu
 from ascendra.models import get_model
 
 SYSTEMS = ("vllm", "sarathi", "ascendra")
+BACKENDS = ("sim", "engine")
+#: Fields added after results were first stored: written (and hashed) only when they differ from these
+#: defaults, so the outputs of earlier simulated runs keep their names.
+_STORED_IF_SET: dict[str, object] = {"backend": "sim", "device": "cpu", "kv_blocks": None}
 VALUE_FUNCTIONS = ("edf", "basic", "sjf")
 PERF_MODELS = ("paper", "per-seq")
 
@@ -48,6 +52,11 @@ class RunConfig:
     compute_cap: float = 1.0
     admission_control: bool = False
     perf_model: str = "paper"
+    # Where batches execute: the calibrated simulator, or the real engine live on ``device`` (``kv_blocks`` per
+    # instance; default: the engine's memory budget).
+    backend: str = "sim"
+    device: str = "cpu"
+    kv_blocks: int | None = None
 
     def __post_init__(self) -> None:
         if self.system not in SYSTEMS:
@@ -76,6 +85,10 @@ class RunConfig:
                 raise UserError(
                     f"--partition {self.partition} has {low + high} instances; pass --instances {low + high}"
                 )
+        if self.backend not in BACKENDS:
+            raise UserError(f"unknown --backend {self.backend!r}; known: {', '.join(BACKENDS)}")
+        if self.kv_blocks is not None and self.kv_blocks < 1:
+            raise UserError(f"--kv-blocks must be positive, got {self.kv_blocks}")
         if self.value_fn not in VALUE_FUNCTIONS:
             raise UserError(f"unknown --value-fn {self.value_fn!r}; known: {', '.join(VALUE_FUNCTIONS)}")
         if self.perf_model not in PERF_MODELS:
@@ -108,7 +121,11 @@ class RunConfig:
         return self.tp if self.tp is not None else get_model(self.model).default_tp
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        data = asdict(self)
+        for name, default in _STORED_IF_SET.items():
+            if data[name] == default:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> RunConfig:

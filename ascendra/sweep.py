@@ -109,8 +109,15 @@ class SweepDir:
 
 
 def run_point(config: RunConfig, data_dir: Path | None = None) -> tuple[pd.DataFrame, dict[str, object]]:
-    """Simulate one rate; the summary row leads with the system and rate."""
-    outcome = simulate(config, data_dir, workload_of(config, data_dir))
+    """Run one rate on the config's backend; the summary row leads with the system and rate."""
+    if config.backend == "engine":
+        from ascendra.live.engines import LiveOptions
+        from ascendra.live.run import run_live
+
+        options = LiveOptions(device=config.device, num_blocks=config.kv_blocks)
+        outcome = run_live(config, workload_of(config, data_dir), options, data_dir)
+    else:
+        outcome = simulate(config, data_dir, workload_of(config, data_dir))
     row: dict[str, object] = {"system": config.system, "rate": config.rate, **outcome.summary}
     return outcome.records, row
 

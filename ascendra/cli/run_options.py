@@ -19,6 +19,7 @@ from ascendra.config import SYSTEMS, RunConfig
 _RUN = "Run"
 _POLICY = "Scheduling policy"
 _ASC = "Ascendra"
+_BACK = "Backend"
 
 _SHARED: dict[str, tuple[type, Any, typer.models.OptionInfo]] = {
     "system": (str, "ascendra", typer.Option(help=f"Serving system: {', '.join(SYSTEMS)}.", rich_help_panel=_RUN)),
@@ -76,6 +77,13 @@ _SHARED: dict[str, tuple[type, Any, typer.models.OptionInfo]] = {
         str,
         "paper",
         typer.Option(help="Ascendra: perf model features: paper (4 roofline) or per-seq.", rich_help_panel=_ASC),
+    ),
+    "backend": (str, "sim", typer.Option(help="sim (calibrated simulator) or engine (live).", rich_help_panel=_BACK)),
+    "device": (str, "cpu", typer.Option(help="Engine backend: cpu or cuda[:i].", rich_help_panel=_BACK)),
+    "kv_blocks": (
+        int | None,
+        None,
+        typer.Option(help="Engine backend: KV blocks per instance [default: 0.25 GiB].", rich_help_panel=_BACK),
     ),
 }
 _DATA_DIR = (
