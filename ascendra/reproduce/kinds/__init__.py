@@ -1,0 +1,20 @@
+"""Experiment kinds: each module turns a finished grid into tables and a headline (``analyze``) and draws its
+figure from those tables only (``plot``)."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from types import ModuleType
+
+from ascendra.errors import UserError
+
+#: Kind name -> module under ascendra.reproduce.kinds.
+KINDS: dict[str, str] = {
+    "goodput": "goodput",
+}
+
+
+def kind_module(kind: str) -> ModuleType:
+    if kind not in KINDS:
+        raise UserError(f"unknown experiment kind {kind!r}; known: {', '.join(KINDS)}")
+    return import_module(f"ascendra.reproduce.kinds.{KINDS[kind]}")

@@ -1,0 +1,187 @@
+"""Experiment specs: declarative TOML files under experiments/, one per paper figure, expanded into run points.
+
+A spec names a figure ``kind`` and one or more ``[[grid]]`` tables. A grid is the product
+systems x models x workloads x axis values x seeds, on top of fixed ``RunConfig`` overrides::
+
+    id = "goodput"
+    kind = "goodput"                  # which analysis and figure (see ascendra.reproduce.analysis)
+    title = "..."
+    about = "..."                     # what the figure shows (copied into results/README.md)
+    [fixed]                           # RunConfig overrides for every point of every grid
+    num_requests = 2000
+    [quick]                           # --quick: overrides of [fixed] (fewer requests)
+    num_requests = 300
+
+    [[grid]]
+    name = "rate"
+    axis = "rate"                     # "rate" (QPS) or "slo_scale" (multiplies both SLOs)
+    systems = ["vllm", "sarathi", "ascendra"]   # or tables {label = "2H1L", system = "ascendra", partition = "1L2H"}
+    models = ["llama-3.1-8b"]
+    workloads = ["sharegpt"]
+    seeds = [1]
+    [grid.fixed]                      # this grid's overrides
+    [grid.workload.sharegpt]          # per-workload overrides plus the axis values
+    ttft_slo = 1.0
+    values = [18, 19, 20]
+    quick_values = [18, 22]
+
+Every point's identity is its resolved ``RunConfig`` (its ``key()``), so two experiments that share a point
+(goodput and offload) compute it once.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ascendra.config import RunConfig
+from ascendra.errors import UserError
+
+AXES = ("rate", "slo_scale")
+_CONFIG_FIELDS = {f.name for f in fields(RunConfig)}
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One simulated run of a spec and the labels it is plotted under."""
+
+    experiment: str
+    grid: str
+    label: str  # the system variant's label (the plot's hue)
+    axis: str
+    value: float  # the axis value: QPS or SLO scale
+    config: RunConfig
+
+    def labels(self) -> dict[str, object]:
+        c = self.config
+        return {
+            "grid": self.grid,
+            "label": self.label,
+            "system": c.system,
+            "model": c.model,
+            "workload": c.workload,
+            "seed": c.seed,
+            "axis": self.axis,
+            "value": self.value,
+            "rate": c.rate,
+            "ttft_slo": c.ttft_slo,
+            "tbt_slo": c.tbt_slo,
+            "key": c.key(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    id: str
+    kind: str
+    title: str
+    about: str
+    path: Path
+    raw: dict[str, Any]
+
+    def points(self, quick: bool = False) -> list[Point]:
+        """Every run point of the spec (the quick variant: fewer axis values and requests)."""
+        fixed = dict(self.raw.get("fixed", {}))
+        if quick:
+            fixed.update(self.raw.get("quick", {}))
+        out: list[Point] = []
+        for grid in self.raw.get("grid", []):
+            out += _grid_points(self.id, grid, fixed, quick)
+        return out
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Kind-specific options (the ``[options]`` table), e.g. the fairness test's significance level."""
+        return dict(self.raw.get("options", {}))
+
+
+def _check_overrides(table: dict[str, Any], where: str) -> None:
+    unknown = sorted(set(table) - _CONFIG_FIELDS)
+    if unknown:
+        raise UserError(f"{where}: unknown run option(s) {', '.join(unknown)}")
+
+
+def _variants(systems: list[Any], where: str) -> list[tuple[str, dict[str, Any]]]:
+    """(label, overrides) of each system entry: a system name, or a table with a label and overrides."""
+    out = []
+    for entry in systems:
+        if isinstance(entry, str):
+            out.append((entry, {"system": entry}))
+        elif isinstance(entry, dict) and "label" in entry and "system" in entry:
+            overrides = {k: v for k, v in entry.items() if k != "label"}
+            _check_overrides(overrides, where)
+            out.append((str(entry["label"]), overrides))
+        else:
+            raise UserError(f"{where}: a system is a name or a table with label and system, got {entry!r}")
+    return out
+
+
+def _grid_points(experiment: str, grid: dict[str, Any], fixed: dict[str, Any], quick: bool) -> list[Point]:
+    name = str(grid.get("name", "main"))
+    where = f"{experiment} grid {name}"
+    axis = grid.get("axis", "rate")
+    if axis not in AXES:
+        raise UserError(f"{where}: axis must be one of {', '.join(AXES)}, got {axis!r}")
+    base = {**fixed, **grid.get("fixed", {})}
+    _check_overrides(base, where)
+    per_workload: dict[str, dict[str, Any]] = grid.get("workload", {})
+    points = []
+    for model in grid.get("models", ["llama-3.1-8b"]):
+        for workload in grid["workloads"]:
+            local = dict(per_workload.get(workload, {}))
+            values = local.pop("values", None)
+            quick_values = local.pop("quick_values", values)
+            values = quick_values if quick else values
+            if not values:
+                raise UserError(f"{where}: workload {workload} has no axis values")
+            _check_overrides(local, f"{where} workload {workload}")
+            for label, overrides in _variants(grid["systems"], where):
+                for seed in grid.get("seeds", [1]):
+                    for value in values:
+                        options = {**base, **local, **overrides, "model": model, "workload": workload, "seed": seed}
+                        config = RunConfig.from_dict(options)
+                        if axis == "rate":
+                            config = replace(config, rate=float(value))
+                        else:
+                            config = replace(
+                                config,
+                                ttft_slo=round(config.ttft_slo * value, 6),
+                                tbt_slo=round(config.tbt_slo * value, 6),
+                            )
+                        points.append(Point(experiment, name, label, axis, float(value), config))
+    return points
+
+
+def load_spec(path: Path) -> Spec:
+    """Parse and validate one spec file (expanding it once checks every run option)."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(f"cannot read experiment spec {path}: {exc}") from None
+    for key in ("id", "kind"):
+        if key not in raw:
+            raise UserError(f"experiment spec {path} lacks {key!r}")
+    spec = Spec(
+        str(raw["id"]), str(raw["kind"]), str(raw.get("title", raw["id"])), str(raw.get("about", "")), path, raw
+    )
+    spec.points(quick=False)
+    return spec
+
+
+def specs_dir() -> Path:
+    """experiments/ at the repository root (next to the ascendra package)."""
+    return Path(__file__).resolve().parents[2] / "experiments"
+
+
+def load_specs(folder: Path | None = None) -> dict[str, Spec]:
+    """Every spec in ``folder`` (default experiments/), by id, in file-name order."""
+    folder = folder or specs_dir()
+    specs: dict[str, Spec] = {}
+    for path in sorted(folder.glob("*.toml")):
+        spec = load_spec(path)
+        if spec.id in specs:
+            raise UserError(f"experiment id {spec.id!r} is defined twice ({specs[spec.id].path}, {path})")
+        specs[spec.id] = spec
+    return specs
