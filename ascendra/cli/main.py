@@ -7,6 +7,7 @@ from ascendra.cli import (
     metrics_cmd,  # noqa: F401  (registers `ascbench metrics`)
     perfmodel_cmd,  # noqa: F401  (registers `ascbench fit-perf-model`)
     profile_cmd,  # noqa: F401  (registers `ascbench profile`)
+    reproduce_cmd,  # noqa: F401  (registers `ascbench reproduce`)
     sim_cmd,  # noqa: F401  (registers `ascbench sweep` and `ascbench capacity`)
     workloads_cmd,  # noqa: F401  (registers `ascbench workloads`)
 )
