@@ -50,7 +50,7 @@ class RunConfig:
     margin: float | None = None
     value_fn: str = "edf"
     compute_cap: float = 1.0
-    admission_control: bool = False
+    admission_control: bool = False  # all systems: the baselines drop requests waiting past the TTFT SLO
     perf_model: str = "paper"
     # Where batches execute: the calibrated simulator, or the real engine live on ``device`` (``kv_blocks`` per
     # instance; default: the engine's memory budget).

@@ -37,6 +37,9 @@ class BasePolicy(ABC):
     #: Admission: skip a waiting request that does not fit and try the next (True), or stop at it (False, FCFS
     #: head-of-line blocking as in vLLM and Sarathi-Serve).
     skip_misfits: bool = False
+    #: Admission control without a latency predictor (the baselines'): a never-scheduled request still waiting
+    #: this many seconds after its arrival is dropped, as it can no longer meet a TTFT SLO that long. None: off.
+    drop_after: float | None = None
 
     #: Policies that only run whole prefills (vLLM, Ascendra's LP and HP) set this to their token budget: a
     #: request whose (re)computed prefill could ever exceed it (prompt + output - 1 tokens, the longest
@@ -103,6 +106,26 @@ class BasePolicy(ABC):
         if self.blocks.blocks_for(peak) > self.blocks.num_blocks:
             return f"needs {peak} KV slots at its longest, the pool holds {self.blocks.num_token_slots}"
         return None
+
+    def _drop_late(self, now: float) -> None:
+        """With ``drop_after`` set, move never-scheduled waiting requests older than it into ``rejected``.
+
+        Never-scheduled requests queue in arrival order (only preempted, already scheduled ones are put in
+        front), so the scan stops at the first fresh request that is not late."""
+        if self.drop_after is None or not self.waiting:
+            return
+        deadline = now - self.drop_after
+        late = []
+        for request in self.waiting:
+            if request.first_scheduled is not None:
+                continue
+            if request.arrival >= deadline:
+                break
+            late.append(request)
+        for request in late:
+            self._take_waiting(request)
+            request.dropped = True
+            self.rejected.append(request)
 
     def _admission_order(self, now: float) -> Iterable[Request]:
         """Waiting requests in the order admission considers them: FCFS. Must not mutate ``waiting``."""

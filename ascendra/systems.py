@@ -36,9 +36,14 @@ def _baseline(
     config: RunConfig, batch_time: BatchTime, blocks: Callable[[], BlockManager]
 ) -> tuple[list[SimInstance], Router]:
     def scheduler() -> VllmScheduler | SarathiScheduler:
+        policy: VllmScheduler | SarathiScheduler
         if config.system == "vllm":
-            return VllmScheduler(blocks(), config.max_num_seqs, config.max_batched_tokens)
-        return SarathiScheduler(blocks(), chunk_size=config.chunk_size, max_num_seqs=config.max_num_seqs)
+            policy = VllmScheduler(blocks(), config.max_num_seqs, config.max_batched_tokens)
+        else:
+            policy = SarathiScheduler(blocks(), chunk_size=config.chunk_size, max_num_seqs=config.max_num_seqs)
+        # Admission control for the baselines: drop requests that have waited past the TTFT SLO unscheduled.
+        policy.drop_after = config.ttft_slo if config.admission_control else None
+        return policy
 
     instances = [SimInstance(f"gpu{i}", scheduler(), batch_time) for i in range(config.instances)]
     return instances, RoundRobinRouter(instances)

@@ -34,6 +34,7 @@ class SarathiScheduler(BasePolicy):
 
     def schedule(self, now: float) -> Batch:
         batch = Batch()
+        self._drop_late(now)
         self._schedule_decodes(batch, now)
         budget = self.chunk_size - batch.num_decodes
         if budget <= 0:

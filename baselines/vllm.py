@@ -33,6 +33,7 @@ class VllmScheduler(BasePolicy):
 
     def schedule(self, now: float) -> Batch:
         batch = Batch()
+        self._drop_late(now)
         if self.waiting:
             self._admit_waiting(batch, self.max_num_batched_tokens, now, chunked=False)
             if batch:
