@@ -33,7 +33,7 @@ from ascendra.sim.router import RoundRobinRouter
 from ascendra.sim.simulate import workload_of
 from ascendra.systems import build_system
 
-BatchTimer = Callable[[Batch], float]
+BatchLog = list[tuple[float, Batch, float]]
 
 #: Policies that run on a single general instance (Ascendra itself needs LP and HP instances).
 PROFILE_SYSTEMS: tuple[str, ...] = ("vllm", "sarathi")
@@ -43,12 +43,28 @@ DEFAULT_NUM_REQUESTS = 250
 EXTRA_COLUMNS: tuple[str, ...] = ("backend", "system", "workload", "rate", "seed", "start_s")
 
 
-def _sim_timer(config: RunConfig) -> BatchTimer:
-    return CostModel.load(config.model, config.gpu, config.tensor_parallel).batch_time
+def _sim_log(config: RunConfig, data_dir: Path | None) -> BatchLog:
+    """Batches of a simulated run: the executor is the calibrated cost model."""
+    timer = CostModel.load(config.model, config.gpu, config.tensor_parallel).batch_time
+    instances, _ = build_system(config, timer)
+    instance: SimInstance = instances[0]
+    instance.batch_log = []
+    Cluster([instance], RoundRobinRouter([instance])).run(workload_of(config, data_dir).requests)
+    return instance.batch_log
 
 
-#: Backend name -> factory of the batch time function for a run config.
-BACKENDS: dict[str, Callable[[RunConfig], BatchTimer]] = {"sim": _sim_timer}
+def _engine_log(config: RunConfig, data_dir: Path | None) -> BatchLog:
+    """Batches of a live run on the real engine (device and KV pool from the config): measured seconds."""
+    from ascendra.live.engines import LiveOptions
+    from ascendra.live.run import run_live
+
+    options = LiveOptions(device=config.device, num_blocks=config.kv_blocks)
+    outcome = run_live(config, options=options, data_dir=data_dir)
+    return outcome.result.instances[0].batch_log or []
+
+
+#: Backend name -> the batch log of one run of a config on that backend.
+BACKENDS: dict[str, Callable[[RunConfig, Path | None], BatchLog]] = {"sim": _sim_log, "engine": _engine_log}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +80,8 @@ class ProfileSpec:
     systems: tuple[str, ...] = PROFILE_SYSTEMS
     seed: int = 1
     backend: str = "sim"
+    device: str = "cpu"
+    kv_blocks: int | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -94,6 +112,9 @@ class ProfileSpec:
             rate=rate,
             num_requests=self.num_requests,
             seed=self.seed,
+            backend=self.backend,
+            device=self.device,
+            kv_blocks=self.kv_blocks,
         )
 
 
@@ -119,16 +140,11 @@ def batch_rows(
     return rows
 
 
-def profile_run(config: RunConfig, timer: BatchTimer, backend: str, data_dir: Path | None = None) -> pd.DataFrame:
-    """Run ``config`` (one instance) with ``timer`` as the executor and return its batch log."""
+def profile_run(config: RunConfig, backend: str, data_dir: Path | None = None) -> pd.DataFrame:
+    """Run ``config`` (one instance) on ``backend`` and return its batch log."""
     if config.instances != 1:
         raise UserError(f"profiling runs one instance, got {config.instances}")
-    workload = workload_of(config, data_dir)
-    instances, _ = build_system(config, timer)
-    instance: SimInstance = instances[0]
-    instance.batch_log = []
-    Cluster([instance], RoundRobinRouter([instance])).run(workload.requests)
-    return pd.DataFrame(batch_rows(config, instance.batch_log, backend))
+    return pd.DataFrame(batch_rows(config, BACKENDS[backend](config, data_dir), backend))
 
 
 def profile(
@@ -137,12 +153,11 @@ def profile(
     on_run: Callable[[RunConfig, pd.DataFrame], None] | None = None,
 ) -> pd.DataFrame:
     """Every batch of every (system, rate) run of ``spec``, in run order; ``on_run`` is called after each run."""
-    timer = BACKENDS[spec.backend](spec.config(spec.systems[0], spec.rates[0]))
     parts = []
     for system in spec.systems:
         for rate in spec.rates:
             config = spec.config(system, rate)
-            part = profile_run(config, timer, spec.backend, data_dir)
+            part = profile_run(config, spec.backend, data_dir)
             if on_run is not None:
                 on_run(config, part)
             parts.append(part)

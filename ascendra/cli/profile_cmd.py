@@ -45,7 +45,11 @@ def profile_cmd(
         str, typer.Option(help="Comma-separated one-instance policies: vllm, sarathi.")
     ] = "vllm,sarathi",
     seed: Annotated[int, typer.Option(help="Seed of the workload sampling and arrivals.")] = 1,
-    backend: Annotated[str, typer.Option(help="Executor whose batch times are logged: sim (the cost model).")] = "sim",
+    backend: Annotated[
+        str, typer.Option(help="Executor whose batch times are logged: sim (the cost model) or engine (live).")
+    ] = "sim",
+    device: Annotated[str, typer.Option(help="Engine backend: cpu or cuda[:i].")] = "cpu",
+    kv_blocks: Annotated[int | None, typer.Option(help="Engine backend: KV blocks [default: 0.25 GiB].")] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Folder with trace files (default: $ASCENDRA_DATA_DIR or ../shared/data).")
     ] = None,
@@ -70,6 +74,8 @@ def profile_cmd(
         systems=_parse_systems(systems),
         seed=seed,
         backend=backend,
+        device=device,
+        kv_blocks=kv_blocks,
     )
     tp_value = spec.config(spec.systems[0], spec.rates[0]).tensor_parallel
     out = out if out is not None else Path(f"batch_log_{model}_{gpu}_tp{tp_value}.csv")
