@@ -15,7 +15,9 @@ from ascendra.records import write_records
 from ascendra.sim.simulate import simulate
 from ascendra.sweep import parse_rates, run_sweep
 
-SMALL = RunConfig(system="vllm", workload="uniform:prompt=32-1500,output=8-300", num_requests=300, rate=30.0, instances=2)
+SMALL = RunConfig(
+    system="vllm", workload="uniform:prompt=32-1500,output=8-300", num_requests=300, rate=30.0, instances=2
+)
 
 
 def test_same_config_gives_byte_identical_tables(tmp_path):
