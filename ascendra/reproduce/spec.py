@@ -20,8 +20,8 @@ systems x models x workloads x axis values x seeds, on top of fixed ``RunConfig`
     workloads = ["sharegpt"]
     seeds = [1]
     [grid.fixed]                      # this grid's overrides
-    [grid.workload.sharegpt]          # per-workload overrides plus the axis values
-    ttft_slo = 1.0
+    [grid.workload.sharegpt]          # per-workload overrides plus the axis values;
+    ttft_slo = 1.0                    # a quick_<key> entry replaces <key> in the quick variant
     values = [18, 19, 20]
     quick_values = [18, 22]
 
@@ -118,6 +118,14 @@ def _variants(systems: list[Any], where: str) -> list[tuple[str, dict[str, Any]]
     return out
 
 
+def _resolve_quick(table: dict[str, Any], quick: bool) -> dict[str, Any]:
+    """A per-workload table with its ``quick_<key>`` entries applied (quick) or dropped (full)."""
+    out = {k: v for k, v in table.items() if not k.startswith("quick_")}
+    if quick:
+        out.update({k.removeprefix("quick_"): v for k, v in table.items() if k.startswith("quick_")})
+    return out
+
+
 def _grid_points(experiment: str, grid: dict[str, Any], fixed: dict[str, Any], quick: bool) -> list[Point]:
     name = str(grid.get("name", "main"))
     where = f"{experiment} grid {name}"
@@ -130,10 +138,8 @@ def _grid_points(experiment: str, grid: dict[str, Any], fixed: dict[str, Any], q
     points = []
     for model in grid.get("models", ["llama-3.1-8b"]):
         for workload in grid["workloads"]:
-            local = dict(per_workload.get(workload, {}))
+            local = _resolve_quick(per_workload.get(workload, {}), quick)
             values = local.pop("values", None)
-            quick_values = local.pop("quick_values", values)
-            values = quick_values if quick else values
             if not values:
                 raise UserError(f"{where}: workload {workload} has no axis values")
             _check_overrides(local, f"{where} workload {workload}")

@@ -11,6 +11,11 @@ from ascendra.errors import UserError
 #: Kind name -> module under ascendra.reproduce.kinds.
 KINDS: dict[str, str] = {
     "goodput": "goodput",
+    "offload": "offload",
+    "fairness": "fairness",
+    "admission": "admission",
+    "trace": "trace",
+    "perf-model": "perf_model",
 }
 
 

@@ -152,14 +152,15 @@ def plot(points: pd.DataFrame, tables: dict[str, pd.DataFrame], path: Path) -> N
             )
             style.target_line(ax)
             ax.set_ylim(-0.02, 1.02)
+            ttft, tbt = part["ttft_slo"].to_numpy(), part["tbt_slo"].to_numpy()
             if axis == "rate":
                 ax.set_xlabel("request rate (QPS)")
-                title = cell_name(model, workload)
+                title = f"{cell_name(model, workload)}\nTTFT/TBT SLO {ttft.min():g}/{tbt.min():g} s"
             else:
                 ax.set_xlabel("SLO scale (x TTFT and TBT SLOs)")
-                title = f"{cell_name(model, workload)} @ {part['rate'].iloc[0]:g} QPS"
-            slo = f"SLO {part['ttft_slo'].min():g}/{part['tbt_slo'].min():g} s" if axis == "rate" else ""
-            ax.set_title(f"{title}\n{grid} {slo}".strip(), fontsize=9)
+                base = f"{ttft[0] / part['value'].iloc[0]:g}/{tbt[0] / part['value'].iloc[0]:g} s"
+                title = f"{cell_name(model, workload)} @ {part['rate'].iloc[0]:g} QPS\nSLO scale 1 = {base}"
+            ax.set_title(title, fontsize=9)
             ax.set_ylabel("SLO attainment (fraction)" if j == 0 else "")
             ax.yaxis.set_major_locator(plt.MultipleLocator(0.2))
             handles, labels = ax.get_legend_handles_labels()

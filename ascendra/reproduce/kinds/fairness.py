@@ -1,0 +1,101 @@
+"""Fairness: are SLO violators longer than the requests at large? CDFs of prompt and output lengths for all
+requests, TTFT violators and TBT violators, with a two-sample Kolmogorov-Smirnov test of each violator group
+against all requests (scipy's ``ks_2samp``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from scipy.stats import ks_2samp
+
+from ascendra.reproduce.context import KindResult, RunContext
+from ascendra.reproduce.kinds import style
+
+GROUPS = {"all requests": None, "TTFT violators": "ttft_ok", "TBT violators": "tbt_ok"}
+LENGTHS = {"prompt_tokens": "prompt length (tokens)", "output_tokens": "output length (tokens)"}
+
+
+def analyze(ctx: RunContext) -> KindResult:
+    lengths, tests = [], []
+    for point in ctx.points:
+        compact = ctx.store.compact(point.config)
+        part = compact[["prompt_tokens", "output_tokens", "ttft_ok", "tbt_ok"]].copy()
+        part.insert(0, "workload", point.config.workload)
+        part.insert(1, "label", point.label)
+        part.insert(2, "rate", point.config.rate)
+        lengths.append(part)
+        for group, column in GROUPS.items():
+            if column is None:
+                continue
+            violators = compact[~compact[column]]
+            for length in LENGTHS:
+                row = {
+                    "workload": point.config.workload,
+                    "label": point.label,
+                    "rate": point.config.rate,
+                    "group": group,
+                    "length": length,
+                    "n_violators": len(violators),
+                    "n_all": len(compact),
+                }
+                if len(violators) >= 2:
+                    test = ks_2samp(violators[length], compact[length])
+                    row.update(
+                        ks_statistic=float(test.statistic),
+                        p_value=float(test.pvalue),
+                        median_violators=float(violators[length].median()),
+                    )
+                row["median_all"] = float(compact[length].median())
+                tests.append(row)
+    ks = pd.DataFrame(tests)
+    lines = [
+        "| workload | QPS | group | length | violators | median (violators / all) | KS D | p-value |",
+        "|---|---:|---|---|---:|---|---:|---:|",
+    ]
+    for r in ks.itertuples():
+        d = getattr(r, "ks_statistic", float("nan"))
+        p = getattr(r, "p_value", float("nan"))
+        med = getattr(r, "median_violators", float("nan"))
+        lines.append(
+            f"| {r.workload} | {r.rate:g} | {r.group} | {r.length.split('_')[0]} | {r.n_violators} / {r.n_all} | "
+            f"{med:.0f} / {r.median_all:.0f} | {d:.3f} | {p:.2g} |"
+        )
+    return KindResult({"lengths": pd.concat(lengths, ignore_index=True), "ks": ks}, "\n".join(lines))
+
+
+def plot(points: pd.DataFrame, tables: dict[str, pd.DataFrame], path: Path) -> None:
+    """Rows: workloads; columns: prompt and output length; one ECDF per group (log-scaled lengths)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    style.theme()
+    lengths = tables["lengths"]
+    workloads = list(dict.fromkeys(lengths["workload"]))
+    fig, axes = plt.subplots(
+        len(workloads), len(LENGTHS), figsize=(4.2 * len(LENGTHS), 3.2 * len(workloads)), squeeze=False
+    )
+    colours = dict(zip(GROUPS, ["#444444", "#d62728", "#9467bd"], strict=True))
+    for i, workload in enumerate(workloads):
+        part = lengths[lengths["workload"] == workload]
+        rate = part["rate"].iloc[0]
+        for j, (length, axis_label) in enumerate(LENGTHS.items()):
+            ax = axes[i][j]
+            for group, column in GROUPS.items():
+                values = part[length] if column is None else part.loc[~part[column], length]
+                if len(values) == 0:
+                    continue
+                sns.ecdfplot(
+                    x=values,
+                    ax=ax,
+                    color=colours[group],
+                    label=f"{group} (n={len(values)})",
+                    linestyle="-" if column is None else "--",
+                )
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())
+            ax.set_xlabel(axis_label)
+            ax.set_ylabel("CDF (fraction of requests)" if j == 0 else "")
+            ax.set_title(f"{workload} @ {rate:g} QPS ({part['label'].iloc[0]})", fontsize=9)
+            ax.legend(fontsize=7, loc="upper left")
+    style.save(fig, path)
