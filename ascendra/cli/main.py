@@ -13,6 +13,7 @@ from ascendra.cli import (
 )
 from ascendra.cli.app import app
 from ascendra.cli.bench_cmd import bench_app
+from baselines.vllm_engine import cli as vllm_engine_cmd  # noqa: F401  (registers `ascbench vllm-engine`)
 
 app.add_typer(bench_app, name="bench")
 
