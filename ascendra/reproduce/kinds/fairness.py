@@ -16,6 +16,11 @@ GROUPS = {"all requests": None, "TTFT violators": "ttft_ok", "TBT violators": "t
 LENGTHS = {"prompt_tokens": "prompt length (tokens)", "output_tokens": "output length (tokens)"}
 
 
+def _num(value: float, spec: str) -> str:
+    """A table cell: the formatted number, or '-' where there were too few violators to compute it."""
+    return "-" if pd.isna(value) else format(value, spec)
+
+
 def analyze(ctx: RunContext) -> KindResult:
     lengths, tests = [], []
     for point in ctx.points:
@@ -59,7 +64,7 @@ def analyze(ctx: RunContext) -> KindResult:
         med = getattr(r, "median_violators", float("nan"))
         lines.append(
             f"| {r.workload} | {r.rate:g} | {r.group} | {r.length.split('_')[0]} | {r.n_violators} / {r.n_all} | "
-            f"{med:.0f} / {r.median_all:.0f} | {d:.3f} | {p:.2g} |"
+            f"{_num(med, '.0f')} / {r.median_all:.0f} | {_num(d, '.3f')} | {_num(p, '.2g')} |"
         )
     return KindResult({"lengths": pd.concat(lengths, ignore_index=True), "ks": ks}, "\n".join(lines))
 

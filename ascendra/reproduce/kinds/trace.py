@@ -73,7 +73,7 @@ def plot(points: pd.DataFrame, tables: dict[str, pd.DataFrame], path: Path) -> N
         slo = totals[totals["workload"] == trace].iloc[0]
         top, bottom = axes[0][j], axes[1][j]
         top.plot(first["t_s"] / 60, first["qps"], color="#444444")
-        top.set_ylabel("arrival rate (QPS, per minute)")
+        top.set_ylabel("arrival rate (QPS, 1-min bins)")
         top.set_title(f"{trace} replay (SLO {slo['ttft_slo']:g}/{slo['tbt_slo']:g} s)", fontsize=9)
         sns.lineplot(
             data=part.assign(t_min=part["t_s"] / 60),
