@@ -37,10 +37,12 @@ def test_sparse_arrivals_are_released_on_time_and_idle_instances_do_not_spin() -
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert wall >= 0.6
     assert cpu < 0.25 * wall  # waiting is blocking, not polling
+    # Arrivals are 0.2-0.4 s apart: a request released within 0.15 s was not held until the next event, and
+    # the bound leaves room for a loaded 2-core machine.
     for r in result.requests:
-        assert r.arrival <= r.first_scheduled < r.arrival + 0.1
+        assert r.arrival <= r.first_scheduled < r.arrival + 0.15
         assert r.finished and len(r.token_times) == 2
-    assert len(result.release_lag) == 3 and all(0 <= lag < 0.1 for lag in result.release_lag)
+    assert len(result.release_lag) == 3 and all(0 <= lag < 0.15 for lag in result.release_lag)
 
 
 def test_an_instance_failure_is_raised_on_the_callers_thread() -> None:
