@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from ascendra.cli import (
     calibrate_cmd,  # noqa: F401  (registers `ascbench calibrate` and `ascbench cost-model`)
+    loadgen_cmd,  # noqa: F401  (registers `ascbench loadgen`)
     metrics_cmd,  # noqa: F401  (registers `ascbench metrics`)
     perfmodel_cmd,  # noqa: F401  (registers `ascbench fit-perf-model`)
     profile_cmd,  # noqa: F401  (registers `ascbench profile`)
     reproduce_cmd,  # noqa: F401  (registers `ascbench reproduce`)
+    serve_cmd,  # noqa: F401  (registers `ascbench serve`)
     sim_cmd,  # noqa: F401  (registers `ascbench sweep` and `ascbench capacity`)
     workloads_cmd,  # noqa: F401  (registers `ascbench workloads`)
 )

@@ -1,0 +1,215 @@
+"""The serving cluster: the live runtime's instances and router, open-ended, with one token stream per request.
+
+``LiveCluster`` serves a known workload and ends when it is done; a server does not know its requests in
+advance, so this coordinator starts the instance threads once, adds each request when it is submitted (routed
+under the control lock, as the live coordinator does), and stops the instances only when the server stops. It
+implements the same ``Control`` protocol, so the instance loop (``ascendra.live.worker``) and the schedulers
+are unchanged.
+
+Tokens reach their stream from the executor: ``StreamingExecutor`` wraps the engine executor and, right after
+a batch has run, hands every newly sampled token to its request's stream (thread-safely, into the stream's
+asyncio loop). A request ends when the scheduler reports it finished, or fails when it is dropped (admission
+control or the router), when an instance thread dies, or when the server stops.
+
+Requests cannot be cancelled (the schedulers have no abort): one whose client went away runs to its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ascendra.batch import Batch
+from ascendra.live.worker import InstanceThread
+from ascendra.request import Request
+from ascendra.sim.instance import SimInstance
+from ascendra.sim.router import Router
+from workloads.spec import RequestSpec
+
+
+class Rejected(ValueError):
+    """A request this cluster can never serve (the server answers 400)."""
+
+
+class Unavailable(RuntimeError):
+    """The cluster is stopped or broken (the server answers 503)."""
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """The last item of a stream: ``error`` is None when the request finished, else why it failed."""
+
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class TokenStream:
+    """Where one request's tokens go: an asyncio queue of token ids (ints) ending with an ``End``."""
+
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[int | End] = field(default_factory=asyncio.Queue)
+    sent: int = 0
+    closed: bool = False
+
+    def push(self, item: int | End) -> None:
+        """Called from any thread; a loop that has closed (the server stopped) is ignored."""
+        if self.closed:
+            return
+        if isinstance(item, End):
+            self.closed = True
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the server stopped
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a request may ask for: the model's vocabulary and positions, an instance's KV pool."""
+
+    vocab_size: int
+    max_model_len: int
+    num_blocks: int
+    block_size: int
+
+
+class StreamingExecutor:
+    """An instance executor that publishes each token sampled by a batch to its request's stream."""
+
+    def __init__(self, inner: Callable[[Batch], float], streams: dict[int, TokenStream]) -> None:
+        self.inner = inner
+        self.streams = streams
+
+    def __call__(self, batch: Batch) -> float:
+        seconds = self.inner(batch)
+        for item in batch.items:
+            request = item.request
+            stream = self.streams.get(request.id)  # a dict read; the coordinator only adds and pops entries
+            if stream is None:
+                continue
+            while stream.sent < len(request.output_ids):
+                stream.push(request.output_ids[stream.sent])
+                stream.sent += 1
+        return seconds
+
+
+class ServingCluster:
+    """Instances with real executors plus a router, serving requests as they are submitted until ``stop``."""
+
+    def __init__(self, instances: list[SimInstance], router: Router, limits: Limits) -> None:
+        self.instances = instances
+        self.router = router
+        self.limits = limits
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.error: BaseException | None = None
+        self._streams: dict[int, TokenStream] = {}
+        for node in instances:
+            node.batch_time = StreamingExecutor(node.batch_time, self._streams)
+        self._threads = {id(node): InstanceThread(node, self) for node in instances}
+        self._next_id = 0
+        self._t0 = time.perf_counter()
+        self._started = False
+
+    # --- Control (called by instance threads, with the lock held) ----------------------------------------------
+
+    def clock(self) -> float:
+        return time.perf_counter() - self._t0
+
+    def after_schedule(self, node: SimInstance, batch: Batch, now: float) -> None:
+        rejected = getattr(node.scheduler, "rejected", None)
+        if rejected:
+            for request in rejected:
+                request.dropped = True
+                self._end(request, "dropped by admission control: its TTFT SLO could not be met")
+            rejected.clear()
+        for request, target in self.router.moves_after(node, batch, now):
+            self._give(target, request)
+
+    def finished(self, requests: list[Request]) -> None:
+        for request in requests:
+            self._end(request, None)
+
+    def idle(self) -> None:
+        """Nothing to do: an idle server is not a stall."""
+
+    def fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        for request_id in list(self._streams):
+            self._streams.pop(request_id).push(End(f"instance failed: {exc!r}"))
+
+    # --- serving ----------------------------------------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        return self._started and not self.stopping and self.error is None
+
+    def start(self) -> None:
+        if self._started:
+            raise RuntimeError("a ServingCluster starts once")
+        self._started = True
+        self._t0 = time.perf_counter()
+        for thread in self._threads.values():
+            thread.start()
+
+    def check(self, prompt_ids: list[int], max_tokens: int) -> None:
+        """Raise ``Rejected`` for a request no instance could ever run."""
+        limits = self.limits
+        if not prompt_ids:
+            raise Rejected("the prompt is empty")
+        if max_tokens < 1:
+            raise Rejected(f"max_tokens must be at least 1, got {max_tokens}")
+        if min(prompt_ids) < 0 or max(prompt_ids) >= limits.vocab_size:
+            raise Rejected(f"prompt token ids must be in [0, {limits.vocab_size})")
+        total = len(prompt_ids) + max_tokens
+        if total > limits.max_model_len:
+            raise Rejected(
+                f"prompt ({len(prompt_ids)} tokens) + max_tokens ({max_tokens}) = {total} exceeds the model's "
+                f"maximum context length of {limits.max_model_len} tokens"
+            )
+        if math.ceil(total / limits.block_size) > limits.num_blocks:
+            raise Rejected(f"{total} tokens do not fit an instance's KV cache of {limits.num_blocks} blocks")
+
+    def submit(self, prompt_ids: list[int], max_tokens: int, loop: asyncio.AbstractEventLoop) -> TokenStream:
+        """Check, route and enqueue a request now; its tokens arrive on the returned stream."""
+        self.check(prompt_ids, max_tokens)
+        stream = TokenStream(loop)
+        with self.lock:
+            if not self.healthy:
+                raise Unavailable("the server is stopping or an instance failed")
+            request_id, self._next_id = self._next_id, self._next_id + 1
+            request = Request(RequestSpec(request_id, self.clock(), len(prompt_ids), max_tokens, tuple(prompt_ids)))
+            self._streams[request_id] = stream
+            node = self.router.route(request, self.clock())
+            if node is None:
+                request.dropped = True
+                self._end(request, "dropped by admission control")
+            else:
+                self._give(node, request)
+        return stream
+
+    def stop(self) -> None:
+        """Stop the instances; requests still in flight end with an error."""
+        with self.lock:
+            self.stopping = True
+            for thread in self._threads.values():
+                thread.notify()
+            for request_id in list(self._streams):
+                self._streams.pop(request_id).push(End("the server is shutting down"))
+        if self._started:
+            for thread in self._threads.values():
+                thread.join()
+
+    def _give(self, node: SimInstance, request: Request) -> None:
+        request.instances.append(node.name)
+        node.scheduler.add(request, self.clock())
+        self._threads[id(node)].notify()
+
+    def _end(self, request: Request, error: str | None) -> None:
+        stream = self._streams.pop(request.id, None)
+        if stream is not None:
+            stream.push(End(error))
