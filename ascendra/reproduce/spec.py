@@ -182,7 +182,7 @@ def specs_dir() -> Path:
 
 
 def load_specs(folder: Path | None = None) -> dict[str, Spec]:
-    """Every spec in ``folder`` (default experiments/), by id, in file-name order."""
+    """Every spec in ``folder`` (default experiments/), by id, in their ``order``."""
     folder = folder or specs_dir()
     specs: dict[str, Spec] = {}
     for path in sorted(folder.glob("*.toml")):
@@ -190,4 +190,5 @@ def load_specs(folder: Path | None = None) -> dict[str, Spec]:
         if spec.id in specs:
             raise UserError(f"experiment id {spec.id!r} is defined twice ({specs[spec.id].path}, {path})")
         specs[spec.id] = spec
-    return specs
+    # The README (and `all`) follow the paper's order: each spec's optional `order`, then its file name.
+    return dict(sorted(specs.items(), key=lambda item: (item[1].raw.get("order", 1000), item[1].path.name)))

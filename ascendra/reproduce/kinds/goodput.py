@@ -160,6 +160,8 @@ def plot(points: pd.DataFrame, tables: dict[str, pd.DataFrame], path: Path) -> N
                 ax.set_xlabel("SLO scale (x TTFT and TBT SLOs)")
                 base = f"{ttft[0] / part['value'].iloc[0]:g}/{tbt[0] / part['value'].iloc[0]:g} s"
                 title = f"{cell_name(model, workload)} @ {part['rate'].iloc[0]:g} QPS\nSLO scale 1 = {base}"
+            if len(grids) > 1 and set(points["axis"]) == {"rate"}:
+                title = f"[{grid}] {title}"
             ax.set_title(title, fontsize=9)
             ax.set_ylabel("SLO attainment (fraction)" if j == 0 else "")
             ax.yaxis.set_major_locator(plt.MultipleLocator(0.2))
