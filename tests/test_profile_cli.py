@@ -66,7 +66,7 @@ def test_profile_refuses_to_overwrite_unless_forced(tmp_path: Path) -> None:
         (["--systems", "ascendra"], "cannot profile system"),
         (["--rates", "0,2"], "rates must be positive"),
         (["--rates", "a:b"], "bad --rates"),
-        (["--backend", "engine"], "unknown backend"),
+        (["--backend", "gpu-farm"], "unknown backend"),
         (["--model", "gpt-9"], "gpt-9"),
         (["--num-requests", "0"], "num-requests"),
         (["--out", "log.txt"], "--out must name a .csv or .parquet"),
