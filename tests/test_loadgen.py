@@ -6,11 +6,11 @@ import socket
 
 import pytest
 
-from ascendra.errors import UserError
-from ascendra.loadgen import SYNTHETIC_IDS, _chunk_tokens, prompt_ids, run_openai
-from workloads.spec import RequestSpec
-
 pytest.importorskip("httpx")
+
+from ascendra.errors import UserError  # noqa: E402
+from ascendra.loadgen import SYNTHETIC_IDS, _chunk_tokens, prompt_ids, run_openai  # noqa: E402
+from workloads.spec import RequestSpec  # noqa: E402
 
 
 def test_token_counting_prefers_usage_then_logprobs_then_text() -> None:
