@@ -75,7 +75,7 @@ class VllmEngineOptions:
     - ``cpu_cores``: cores vLLM's OpenMP threads bind to (``VLLM_CPU_OMP_THREADS_BIND``, e.g. ``0-1``); default
       every core this process may run on. Unbound threads make CPU latencies several times worse.
     - ``warmup``: serve a few throw-away requests before the clock starts (the first steps are slow).
-    - ``quiet``: keep vLLM's logging at warnings (when ``VLLM_LOGGING_LEVEL`` is not set).
+    - ``quiet``: keep vLLM's logging (on stderr) to errors, when ``VLLM_LOGGING_LEVEL`` is not set.
     """
 
     model: str = TINY_VLLM.name
@@ -156,6 +156,12 @@ class VllmServer:
         specs = _sorted_specs(workload)
         if _check_workload(specs, self.options) > self.max_model_len:
             raise UserError(f"the workload needs a model length above the engine's {self.max_model_len}")
+        for spec in specs:
+            if spec.prompt_ids and (min(spec.prompt_ids) < 0 or max(spec.prompt_ids) >= self.vocab):
+                raise UserError(
+                    f"request {spec.request_id} has token ids outside the vocabulary of {self.vocab}; "
+                    "was the workload tokenised for another model?"
+                )
         self._runs += 1
         requests, step_times, wall = _serve(self.engine, specs, self.vocab, self.options, f"{self._runs}-")
         records = records_frame(requests)
@@ -219,8 +225,9 @@ def _set_environment(options: VllmEngineOptions) -> None:
     cores = options.cpu_cores or ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cores
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout carries our tables and JSON
     if options.quiet:
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
 
 def _check_head_dim(spec: ModelSpec) -> None:
