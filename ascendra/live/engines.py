@@ -21,6 +21,7 @@ from ascendra.request import Request
 from workloads.spec import RequestSpec
 
 GiB = 1024**3
+DISTRIBUTED = ("none", "ray")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,8 @@ class LiveOptions:
       each instance thread that enters an op gets its own team of that many threads.
     - ``warmup``: run one tiny batch per engine before the clock starts, so lazy initialisation is not counted
       in the first request's TTFT.
+    - ``distributed``: ``none`` (every engine in this process) or ``ray`` (each instance's engine in its own Ray
+      actor, a GPU each on CUDA; schedulers and router stay in this process).
     """
 
     device: str = "cpu"
@@ -46,8 +49,11 @@ class LiveOptions:
     torch_threads: int | None = None
     seed: int = 0
     warmup: bool = True
+    distributed: str = "none"
 
     def __post_init__(self) -> None:
+        if self.distributed not in DISTRIBUTED:
+            raise UserError(f"--distributed must be one of {', '.join(DISTRIBUTED)}, got {self.distributed!r}")
         if self.num_blocks is not None and self.num_blocks <= 0:
             raise UserError(f"--kv-blocks must be positive, got {self.num_blocks}")
         if not self.kv_cache_gib > 0:
@@ -81,17 +87,24 @@ def default_dtype(device: torch.device, dtype: str | None) -> torch.dtype:
     return torch.float32 if device.type == "cpu" else torch.float16
 
 
+def model_config(model: str, options: LiveOptions) -> EngineConfig:
+    """The engine config for ``model``: its shapes, or the checkpoint's, checked to be those shapes (a mismatch
+    would make every count in the run describe another model)."""
+    spec = get_model(model)
+    if options.checkpoint is None:
+        return EngineConfig.from_model_spec(spec)
+    config = EngineConfig.from_json_file(options.checkpoint)
+    _check_matches(config, spec, options.checkpoint)
+    return config
+
+
 def load_model(
     model: str, options: LiveOptions, device: torch.device, dtype: torch.dtype
 ) -> tuple[EngineConfig, Weights]:
-    """The engine config and weights for ``model``: dummy weights of its shapes, or the checkpoint's, checked to
-    have those shapes (a mismatch would make every count in the run describe another model)."""
-    spec = get_model(model)
+    """The engine config and weights for ``model``: seeded dummy weights of its shapes, or the checkpoint's."""
+    config = model_config(model, options)
     if options.checkpoint is None:
-        config = EngineConfig.from_model_spec(spec)
         return config, dummy_weights(config, seed=options.seed, dtype=dtype, device=device)
-    config = EngineConfig.from_json_file(options.checkpoint)
-    _check_matches(config, spec, options.checkpoint)
     return config, load_weights(options.checkpoint, config, dtype, device)
 
 

@@ -15,6 +15,7 @@ import torch
 
 from ascendra.config import RunConfig
 from ascendra.engine import Engine
+from ascendra.errors import UserError
 from ascendra.live.cluster import LiveCluster, LiveRunResult
 from ascendra.live.engines import (
     LiveOptions,
@@ -22,6 +23,7 @@ from ascendra.live.engines import (
     default_dtype,
     kv_blocks,
     load_model,
+    model_config,
     resolve_device,
     warm_up,
 )
@@ -56,14 +58,17 @@ def run_live(
     """Serve ``config``'s workload (or ``workload``) on real engines, in real time, on ``options.device``.
 
     All instances live in this process, one thread each, sharing the device (and on CPU its cores): a functional
-    and small-scale timing run, not a multi-GPU measurement."""
+    and small-scale timing run, not a multi-GPU measurement; with ``options.distributed == "ray"`` each
+    instance's engine runs in its own Ray actor instead (a GPU each on CUDA)."""
     options = options if options is not None else LiveOptions()
     workload = workload if workload is not None else workload_of(config, data_dir)
+    synthetic = any(spec.prompt_ids is None for spec in workload.requests)
+    if options.distributed == "ray":
+        return _run_ray(config, workload, options, synthetic)
     device = resolve_device(options.device)
     dtype = default_dtype(device, options.dtype)
     engine_config, weights = load_model(config.model, options, device, dtype)
     check_workload(workload.requests, engine_config)
-    synthetic = any(spec.prompt_ids is None for spec in workload.requests)
     num_blocks = kv_blocks(engine_config, options, dtype)
 
     instances, router = build_system(config, _unused_executor, num_blocks=num_blocks)
@@ -81,6 +86,33 @@ def run_live(
         result = LiveCluster(instances, router).run(workload.requests)
     finally:
         torch.set_num_threads(saved)
+    return _outcome(config, options, workload, result)
+
+
+def _run_ray(config: RunConfig, workload: Workload, options: LiveOptions, synthetic: bool) -> LiveOutcome:
+    """Like the in-process run, but each instance's engine is a Ray actor: the driver never builds weights and
+    never touches the device (it may have none); the actors do, and report a bad device or checkpoint."""
+    from ascendra.live.ray_executor import RayEngines
+
+    if options.device != "cpu" and not options.device.startswith("cuda"):
+        raise UserError(f"unsupported device {options.device!r}; use cpu or cuda[:index]")
+    dtype = default_dtype(torch.device("cuda" if options.device != "cpu" else "cpu"), options.dtype)
+    engine_config = model_config(config.model, options)
+    check_workload(workload.requests, engine_config)
+    num_blocks = kv_blocks(engine_config, options, dtype)
+    instances, router = build_system(config, _unused_executor, num_blocks=num_blocks)
+    engines = RayEngines(config.model, options, num_blocks, synthetic, len(instances))
+    try:
+        for index, node in enumerate(instances):
+            node.batch_time = engines.executor(index, node.scheduler.blocks)
+            node.batch_log = []
+        result = LiveCluster(instances, router).run(workload.requests)
+    finally:
+        engines.close()
+    return _outcome(config, options, workload, result)
+
+
+def _outcome(config: RunConfig, options: LiveOptions, workload: Workload, result: LiveRunResult) -> LiveOutcome:
     records = records_frame(result.requests)
     summary = summarize(records, SLO(config.ttft_slo, config.tbt_slo))
     summary["num_trimmed"] = workload.num_trimmed
