@@ -11,7 +11,7 @@ from ascendra.errors import UserError
 from ascendra.gpus import get_gpu
 from ascendra.models import get_model
 
-SYSTEMS = ("vllm", "sarathi", "ascendra")
+SYSTEMS = ("vllm", "sarathi", "ascendra", "vllm-engine")
 BACKENDS = ("sim", "engine")
 #: Fields added after results were first stored: written (and hashed) only when they differ from these
 #: defaults, so the outputs of earlier simulated runs keep their names.
@@ -85,6 +85,8 @@ class RunConfig:
                 raise UserError(
                     f"--partition {self.partition} has {low + high} instances; pass --instances {low + high}"
                 )
+        if self.system == "vllm-engine" and self.instances != 1:
+            raise UserError("--system vllm-engine serves one in-process vLLM engine: pass --instances 1")
         if self.backend not in BACKENDS:
             raise UserError(f"unknown --backend {self.backend!r}; known: {', '.join(BACKENDS)}")
         if self.kv_blocks is not None and self.kv_blocks < 1:

@@ -110,7 +110,16 @@ class SweepDir:
 
 def run_point(config: RunConfig, data_dir: Path | None = None) -> tuple[pd.DataFrame, dict[str, object]]:
     """Run one rate on the config's backend; the summary row leads with the system and rate."""
-    if config.backend == "engine":
+    if config.system == "vllm-engine":
+        from ascendra.metrics import SLO
+        from baselines.vllm_engine import TINY_VLLM, VllmEngineOptions, run_vllm_engine
+
+        model = TINY_VLLM.name if config.model == "tiny" else config.model  # vLLM's CPU attention: head dim >= 32
+        options = VllmEngineOptions(
+            model=model, max_num_batched_tokens=config.max_batched_tokens, max_num_seqs=config.max_num_seqs
+        )
+        outcome = run_vllm_engine(workload_of(config, data_dir), options, SLO(config.ttft_slo, config.tbt_slo))
+    elif config.backend == "engine":
         from ascendra.live.engines import LiveOptions
         from ascendra.live.run import run_live
 

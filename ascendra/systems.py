@@ -12,6 +12,7 @@ from functools import partial
 from ascendra.batch import Batch
 from ascendra.config import RunConfig
 from ascendra.controller import AscendraController
+from ascendra.errors import UserError
 from ascendra.gpus import get_gpu
 from ascendra.hp_scheduler import HighPriorityScheduler
 from ascendra.kv_cache import BlockManager, num_kv_blocks
@@ -84,6 +85,8 @@ def build_system(
     ``num_blocks`` sets every instance's KV pool (default: sized from the simulated GPU's memory); the live
     runtime passes the pool its engine really allocated."""
     blocks = partial(BlockManager, num_blocks) if num_blocks is not None else partial(_blocks, config)
+    if config.system == "vllm-engine":
+        raise UserError("vllm-engine runs vLLM's own engine and scheduler: use it with sweep or capacity")
     if config.system == "ascendra":
         return _ascendra(config, batch_time, blocks)
     return _baseline(config, batch_time, blocks)

@@ -121,3 +121,10 @@ def test_cli_bad_input_is_one_line_exit_2(args, tmp_path):
     assert result.exit_code == 2, result.output
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "never").exists()
+
+
+def test_vllm_engine_system_needs_one_instance_and_is_not_simulated():
+    with pytest.raises(UserError, match="--instances 1"):
+        RunConfig(system="vllm-engine")
+    with pytest.raises(UserError, match="vLLM's own engine"):
+        simulate(RunConfig(system="vllm-engine", instances=1, workload="fixed:prompt=8,output=2", num_requests=2))

