@@ -15,7 +15,7 @@ SYSTEMS = ("vllm", "sarathi", "ascendra", "vllm-engine")
 BACKENDS = ("sim", "engine")
 #: Fields added after results were first stored: written (and hashed) only when they differ from these
 #: defaults, so the outputs of earlier simulated runs keep their names.
-_STORED_IF_SET: dict[str, object] = {"backend": "sim", "device": "cpu", "kv_blocks": None}
+_STORED_IF_SET: dict[str, object] = {"backend": "sim", "device": "cpu", "kv_blocks": None, "distributed": "none"}
 VALUE_FUNCTIONS = ("edf", "basic", "sjf")
 PERF_MODELS = ("paper", "per-seq")
 
@@ -57,6 +57,7 @@ class RunConfig:
     backend: str = "sim"
     device: str = "cpu"
     kv_blocks: int | None = None
+    distributed: str = "none"
 
     def __post_init__(self) -> None:
         if self.system not in SYSTEMS:
@@ -89,6 +90,8 @@ class RunConfig:
             raise UserError("--system vllm-engine serves one in-process vLLM engine: pass --instances 1")
         if self.backend not in BACKENDS:
             raise UserError(f"unknown --backend {self.backend!r}; known: {', '.join(BACKENDS)}")
+        if self.distributed not in ("none", "ray"):
+            raise UserError(f"--distributed must be none or ray, got {self.distributed!r}")
         if self.kv_blocks is not None and self.kv_blocks < 1:
             raise UserError(f"--kv-blocks must be positive, got {self.kv_blocks}")
         if self.value_fn not in VALUE_FUNCTIONS:

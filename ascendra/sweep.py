@@ -123,7 +123,7 @@ def run_point(config: RunConfig, data_dir: Path | None = None) -> tuple[pd.DataF
         from ascendra.live.engines import LiveOptions
         from ascendra.live.run import run_live
 
-        options = LiveOptions(device=config.device, num_blocks=config.kv_blocks)
+        options = LiveOptions(device=config.device, num_blocks=config.kv_blocks, distributed=config.distributed)
         outcome = run_live(config, workload_of(config, data_dir), options, data_dir)
     else:
         outcome = simulate(config, data_dir, workload_of(config, data_dir))

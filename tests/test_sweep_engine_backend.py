@@ -35,3 +35,12 @@ def test_backend_fields_are_hashed_only_when_set():
     live = RunConfig(backend="engine", model="tiny")
     assert live.to_dict()["backend"] == "engine"
     assert live.key() != RunConfig(model="tiny").key()
+
+
+def test_live_sweep_with_ray_actors(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (the dist extra)")
+    args = ["sweep", "--system", "vllm", "--instances", "2", *ARGS, "--rates", "20", "--distributed", "ray"]
+    result = CliRunner().invoke(app, [*args, "--json", "--out", str(tmp_path / "ray")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"][0]["finished"] == 12
+    assert RunConfig(distributed="ray").to_dict()["distributed"] == "ray"

@@ -85,6 +85,11 @@ _SHARED: dict[str, tuple[type, Any, typer.models.OptionInfo]] = {
         None,
         typer.Option(help="Engine backend: KV blocks per instance [default: 0.25 GiB].", rich_help_panel=_BACK),
     ),
+    "distributed": (
+        str,
+        "none",
+        typer.Option(help="Engine backend: none (one process) or ray (an actor per instance).", rich_help_panel=_BACK),
+    ),
 }
 _DATA_DIR = (
     Path | None,
