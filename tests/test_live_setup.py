@@ -90,3 +90,14 @@ def test_workloads_the_engine_cannot_run() -> None:
     too_long = Workload("long", [RequestSpec(0, 0.0, 2040, 10)])
     with pytest.raises(UserError, match="needs 2050 positions, the model has 2048"):
         run(LiveOptions(num_blocks=200), too_long)
+
+
+def test_a_model_too_large_for_memory_is_refused_before_allocating(monkeypatch):
+    from ascendra.live import engines
+
+    pages = {"SC_AVPHYS_PAGES": 1024, "SC_PAGE_SIZE": 4096}  # 4 MiB free
+    monkeypatch.setattr(engines.os, "sysconf", pages.__getitem__)
+    config, _ = engines.load_model("tiny", engines.LiveOptions(), torch.device("cpu"), torch.float32)  # 0.6 MB
+    assert config.num_params < 1_000_000
+    with pytest.raises(UserError, match="GiB of memory is free"):
+        engines.load_model("llama-3.1-8b", engines.LiveOptions(), torch.device("cpu"), torch.float32)

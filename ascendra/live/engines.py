@@ -8,6 +8,7 @@ raised before the run starts, never a failure inside an instance thread.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,9 +104,23 @@ def load_model(
 ) -> tuple[EngineConfig, Weights]:
     """The engine config and weights for ``model``: seeded dummy weights of its shapes, or the checkpoint's."""
     config = model_config(model, options)
+    if device.type == "cpu":
+        _check_fits_in_memory(config, dtype)
     if options.checkpoint is None:
         return config, dummy_weights(config, seed=options.seed, dtype=dtype, device=device)
     return config, load_weights(options.checkpoint, config, dtype, device)
+
+
+def _check_fits_in_memory(config: EngineConfig, dtype: torch.dtype) -> None:
+    """Refuse weights that would not fit the machine's free memory (an 8B model in fp32 needs 32 GB), rather than
+    let the operating system kill the process half-way."""
+    need = config.num_params * torch.tensor([], dtype=dtype).element_size()
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > free:
+        raise UserError(
+            f"{config.name} needs {need / GiB:.1f} GiB of weights in {dtype}, but only {free / GiB:.1f} GiB of memory "
+            "is free: choose a smaller --model (e.g. tiny) or a GPU --device"
+        )
 
 
 def _check_matches(config: EngineConfig, spec: ModelSpec, checkpoint: Path) -> None:
