@@ -11,11 +11,18 @@ from ascendra.errors import UserError
 from ascendra.gpus import get_gpu
 from ascendra.models import get_model
 
-SYSTEMS = ("vllm", "sarathi", "ascendra", "vllm-engine")
+SYSTEMS = ("vllm", "sarathi", "ascendra", "vllm-engine", "openai")
 BACKENDS = ("sim", "engine")
 #: Fields added after results were first stored: written (and hashed) only when they differ from these
 #: defaults, so the outputs of earlier simulated runs keep their names.
-_STORED_IF_SET: dict[str, object] = {"backend": "sim", "device": "cpu", "kv_blocks": None, "distributed": "none"}
+_STORED_IF_SET: dict[str, object] = {
+    "backend": "sim",
+    "device": "cpu",
+    "kv_blocks": None,
+    "distributed": "none",
+    "endpoint": None,
+    "served_model": None,
+}
 VALUE_FUNCTIONS = ("edf", "basic", "sjf")
 PERF_MODELS = ("paper", "per-seq")
 
@@ -58,6 +65,10 @@ class RunConfig:
     device: str = "cpu"
     kv_blocks: int | None = None
     distributed: str = "none"
+    # System ``openai``: the OpenAI-compatible server the harness loads (its base URL), and the model name sent in
+    # requests (default: the server's default). ``model`` still sets the workload's token counts.
+    endpoint: str | None = None
+    served_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.system not in SYSTEMS:
@@ -88,6 +99,15 @@ class RunConfig:
                 )
         if self.system == "vllm-engine" and self.instances != 1:
             raise UserError("--system vllm-engine serves one in-process vLLM engine: pass --instances 1")
+        if self.system == "openai":
+            if self.endpoint is None:
+                raise UserError("--system openai loads an OpenAI-compatible server: pass --endpoint URL")
+            if not self.endpoint.startswith(("http://", "https://")):
+                raise UserError(f"--endpoint must be an http(s) URL, got {self.endpoint!r}")
+            if self.instances != 1:
+                raise UserError("--system openai loads one endpoint: pass --instances 1")
+        elif self.endpoint is not None or self.served_model is not None:
+            raise UserError("--endpoint and --served-model apply only to --system openai")
         if self.backend not in BACKENDS:
             raise UserError(f"unknown --backend {self.backend!r}; known: {', '.join(BACKENDS)}")
         if self.distributed not in ("none", "ray"):

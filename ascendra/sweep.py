@@ -110,6 +110,8 @@ class SweepDir:
 
 def run_point(config: RunConfig, data_dir: Path | None = None) -> tuple[pd.DataFrame, dict[str, object]]:
     """Run one rate on the config's backend; the summary row leads with the system and rate."""
+    if config.system == "openai":
+        return _run_openai_point(config, data_dir)
     if config.system == "vllm-engine":
         from ascendra.metrics import SLO
         from baselines.vllm_engine import TINY_VLLM, VllmEngineOptions, run_vllm_engine
@@ -129,6 +131,24 @@ def run_point(config: RunConfig, data_dir: Path | None = None) -> tuple[pd.DataF
         outcome = simulate(config, data_dir, workload_of(config, data_dir))
     row: dict[str, object] = {"system": config.system, "rate": config.rate, **outcome.summary}
     return outcome.records, row
+
+
+def _run_openai_point(config: RunConfig, data_dir: Path | None) -> tuple[pd.DataFrame, dict[str, object]]:
+    """Load the server at ``config.endpoint`` with the config's workload; failed requests count as drops (and in
+    ``failed``). A point where every request failed is refused rather than stored, so a rerun retries it."""
+    from ascendra.loadgen import run_openai
+    from ascendra.metrics import SLO, summarize
+    from ascendra.records import records_frame
+
+    assert config.endpoint is not None  # RunConfig requires it for system openai
+    result = run_openai(workload_of(config, data_dir), config.endpoint, config.served_model)
+    if result.requests and len(result.errors) == len(result.requests):
+        first = next(iter(result.errors.values()))
+        raise UserError(f"every request to {config.endpoint} failed at rate {config.rate:g}; first: {first}")
+    records = records_frame(result.requests)
+    summary = summarize(records, SLO(config.ttft_slo, config.tbt_slo))
+    row: dict[str, object] = {"system": config.system, "rate": config.rate, **summary, "failed": len(result.errors)}
+    return records, row
 
 
 def run_sweep(

@@ -90,6 +90,16 @@ _SHARED: dict[str, tuple[type, Any, typer.models.OptionInfo]] = {
         "none",
         typer.Option(help="Engine backend: none (one process) or ray (an actor per instance).", rich_help_panel=_BACK),
     ),
+    "endpoint": (
+        str | None,
+        None,
+        typer.Option(help="System openai: base URL of the OpenAI-compatible server to load.", rich_help_panel=_RUN),
+    ),
+    "served_model": (
+        str | None,
+        None,
+        typer.Option(help="System openai: model name sent in requests [default: the server's].", rich_help_panel=_RUN),
+    ),
 }
 _DATA_DIR = (
     Path | None,

@@ -1,0 +1,104 @@
+"""`--system openai`: sweep and capacity load an OpenAI-compatible server (here `ascbench serve`'s tiny model on
+loopback) and store the same tables as simulated runs; bad configurations are user errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("httpx")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from ascendra.cli.main import app  # noqa: E402
+from ascendra.config import RunConfig  # noqa: E402
+from ascendra.errors import UserError  # noqa: E402
+from ascendra.live.engines import LiveOptions  # noqa: E402
+from ascendra.serve.server import running_server  # noqa: E402
+from ascendra.sweep import run_point  # noqa: E402
+
+WORKLOAD = "fixed:prompt=16,output=4"
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    served = RunConfig(system="sarathi", model="tiny", instances=1, workload=WORKLOAD, backend="engine")
+    with running_server(served, LiveOptions(num_blocks=64)) as base:
+        yield base
+
+
+def _sweep_args(url: str, out: Path) -> list[str]:
+    args = ["sweep", "--system", "openai", "--instances", "1", "--endpoint", url, "--model", "tiny"]
+    return [*args, "--workload", WORKLOAD, "--num-requests", "8", "--rates", "20", "--out", str(out), "--json"]
+
+
+def test_a_sweep_against_a_server_finishes_every_request_and_writes_the_tables(url: str, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(app, _sweep_args(url, out))
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    assert row["system"] == "openai" and row["rate"] == 20
+    assert row["arrived"] == row["finished"] == 8 and row["failed"] == 0
+    assert row["ttft_p50"] > 0 and row["throughput_rps"] > 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["finished"].tolist() == [8]
+    (records_path,) = (out / "points").glob("*.parquet")
+    records = pd.read_parquet(records_path)
+    assert len(records) == 8 and records["finish_time"].notna().all()
+    point = json.loads(next((out / "points").glob("*.json")).read_text())
+    assert point["config"]["endpoint"] == url and "served_model" not in point["config"]
+    rerun = CliRunner().invoke(app, _sweep_args(url, out))  # resumes: the stored point is reused
+    assert rerun.exit_code == 0 and json.loads(rerun.stdout)["rows"] == [row]
+
+
+def test_the_served_model_name_is_sent(url: str) -> None:
+    config = RunConfig(
+        system="openai", model="tiny", instances=1, workload=WORKLOAD, num_requests=2, endpoint=url, served_model="x"
+    )
+    with pytest.raises(UserError, match="every request"):  # the server knows only "tiny": 404 for each
+        run_point(config)
+    records, row = run_point(RunConfig(**{**config.to_dict(), "served_model": "tiny"}))  # type: ignore[arg-type]
+    assert row["finished"] == 2 and len(records) == 2
+
+
+def test_endpoint_fields_are_hashed_only_when_set() -> None:
+    plain = RunConfig(model="tiny", instances=3)
+    assert "endpoint" not in plain.to_dict() and "served_model" not in plain.to_dict()
+    a = RunConfig(system="openai", model="tiny", instances=1, endpoint="http://127.0.0.1:1")
+    b = RunConfig(system="openai", model="tiny", instances=1, endpoint="http://127.0.0.1:2")
+    assert a.key() != b.key() and RunConfig.from_dict(a.to_dict()) == a
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"system": "openai", "instances": 1}, "pass --endpoint"),
+        ({"system": "openai", "instances": 2, "endpoint": "http://127.0.0.1:1"}, "--instances 1"),
+        ({"system": "openai", "instances": 1, "endpoint": "127.0.0.1:8000"}, "http"),
+        ({"system": "vllm", "instances": 2, "endpoint": "http://127.0.0.1:1"}, "only to --system openai"),
+    ],
+)
+def test_bad_openai_configs_are_user_errors(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        RunConfig(model="tiny", **fields)  # type: ignore[arg-type]
+
+
+def test_the_cli_refuses_bad_openai_options_with_exit_2() -> None:
+    base = ["sweep", "--system", "openai", "--model", "tiny", "--workload", WORKLOAD, "--rates", "50"]
+    for extra in ([], ["--endpoint", "http://127.0.0.1:1"], ["--instances", "1", "--endpoint", "nope"]):
+        result = CliRunner().invoke(app, [*base, *extra])
+        assert result.exit_code == 2, result.output
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    endpoint = f"http://127.0.0.1:{port}"
+    down = CliRunner().invoke(app, [*base, "--instances", "1", "--endpoint", endpoint, "--num-requests", "2"])
+    assert down.exit_code == 2 and "every request" in down.output
