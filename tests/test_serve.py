@@ -151,3 +151,14 @@ def test_the_loadgen_command_reports_a_summary(url: str) -> None:
     assert out["summary"]["finished"] == 6 and out["summary"]["failed"] == 0 and out["errors"] == {}
     bad = CliRunner().invoke(app, ["loadgen", "--endpoint", "nope", "--workload", WORKLOAD, "--model", "tiny"])
     assert bad.exit_code == 2
+
+
+@pytest.mark.parametrize("system", ["openai", "vllm-engine"])
+def test_serve_refuses_systems_that_are_clients_of_other_engines(system):
+    from typer.testing import CliRunner
+
+    import ascendra.cli.main  # noqa: F401
+    from ascendra.cli.app import app
+
+    result = CliRunner().invoke(app, ["serve", "--system", system, "--model", "tiny"])
+    assert result.exit_code == 2 and "serve runs ascendra, vllm, sarathi" in result.stderr

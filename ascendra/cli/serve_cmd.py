@@ -8,7 +8,10 @@ from typing import Annotated
 import typer
 
 from ascendra.cli.app import app, stderr
-from ascendra.config import SYSTEMS, RunConfig
+from ascendra.config import RunConfig
+
+#: The policies `serve` runs on its own engine (vllm-engine and openai are clients of other servers).
+SERVED_SYSTEMS = ("ascendra", "vllm", "sarathi")
 
 _SYS = "System"
 _ENG = "Engine"
@@ -24,7 +27,7 @@ def _eng(text: str) -> typer.models.OptionInfo:
 
 @app.command()
 def serve(
-    system: Annotated[str, _sys(f"Serving system: {', '.join(SYSTEMS)}.")] = "ascendra",
+    system: Annotated[str, _sys(f"Serving system: {', '.join(SERVED_SYSTEMS)}.")] = "ascendra",
     model: Annotated[str, typer.Option(help="Model shapes to serve (tiny on CPU).")] = "tiny",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
@@ -53,6 +56,8 @@ def serve(
 
     if not 0 < port < 65536:
         raise UserError(f"--port must be in 1..65535, got {port}")
+    if system not in SERVED_SYSTEMS:
+        raise UserError(f"serve runs {', '.join(SERVED_SYSTEMS)} on its engine, not {system!r}")
     config = RunConfig(
         system=system,
         model=model,
