@@ -75,13 +75,10 @@ class HighPriorityScheduler(BasePolicy):
                 now - request.arrival + self.predictor.prefill_time(request) > self.ttft_slo
             )
             if hopeless:
-                request.dropped = True
-                self.rejected.append(request)
+                self._reject(request)
             else:
                 keep.append(request)
-        if len(keep) != len(self.waiting):
-            self.waiting.clear()
-            self.waiting.extend(keep)
+        self._replace_waiting(keep)
 
     def schedule(self, now: float) -> Batch:
         batch = Batch()

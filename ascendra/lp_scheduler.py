@@ -96,13 +96,10 @@ class LowPriorityScheduler(BasePolicy):
             waited = now - request.arrival
             prefill = self.predictor.prefill_time(request)
             if self.admission_control and waited + prefill > self.ttft_slo:
-                request.dropped = True
-                self.rejected.append(request)
+                self._reject(request)
             elif waited + max(batch_time, prefill) + self.margin > self.ttft_slo:
                 at_risk.append(request)
             else:
                 keep.append(request)
-        if len(keep) != len(self.waiting):
-            self.waiting.clear()
-            self.waiting.extend(keep)
+        self._replace_waiting(keep)
         return at_risk

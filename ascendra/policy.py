@@ -61,8 +61,7 @@ class BasePolicy(ABC):
     def add(self, request: Request, now: float) -> None:
         """Queue an arriving request at the back, or reject it if it could never be served here."""
         if self._reject_reason(request) is not None:
-            request.dropped = True
-            self.rejected.append(request)
+            self._reject(request)
             return
         self.waiting.append(request)
 
@@ -124,8 +123,18 @@ class BasePolicy(ABC):
             late.append(request)
         for request in late:
             self._take_waiting(request)
-            request.dropped = True
-            self.rejected.append(request)
+            self._reject(request)
+
+    def _reject(self, request: Request) -> None:
+        """Drop a request that holds no KV: the runtime drains ``rejected`` and records it as dropped."""
+        request.dropped = True
+        self.rejected.append(request)
+
+    def _replace_waiting(self, keep: list[Request]) -> None:
+        """Make ``keep`` (a subsequence of the waiting queue, in order) the waiting queue."""
+        if len(keep) != len(self.waiting):
+            self.waiting.clear()
+            self.waiting.extend(keep)
 
     def _admission_order(self, now: float) -> Iterable[Request]:
         """Waiting requests in the order admission considers them: FCFS. Must not mutate ``waiting``."""
