@@ -147,7 +147,7 @@ def _run_openai_point(config: RunConfig, data_dir: Path | None) -> tuple[pd.Data
         raise UserError(f"every request to {config.endpoint} failed at rate {config.rate:g}; first: {first}")
     records = records_frame(result.requests)
     summary = summarize(records, SLO(config.ttft_slo, config.tbt_slo))
-    row: dict[str, object] = {"system": config.system, "rate": config.rate, **summary, "failed": len(result.errors)}
+    row: dict[str, object] = {"system": config.system, "rate": config.rate, **summary, **result.client_stats()}
     return records, row
 
 

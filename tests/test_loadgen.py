@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-pytest.importorskip("httpx")
+pytest.importorskip("aiohttp")
 
 from ascendra.errors import UserError  # noqa: E402
 from ascendra.loadgen import SYNTHETIC_IDS, _chunk_tokens, prompt_ids, run_openai  # noqa: E402

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
-pytest.importorskip("httpx")
+pytest.importorskip("aiohttp")
 
 from typer.testing import CliRunner  # noqa: E402
 

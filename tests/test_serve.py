@@ -4,11 +4,6 @@ get a 4xx and the server keeps serving."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +12,8 @@ pytest.importorskip("torch")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
+
+from serve_process import ascbench_serve  # noqa: E402
 
 from ascendra.config import RunConfig  # noqa: E402
 from ascendra.live.engines import LiveOptions  # noqa: E402
@@ -103,6 +100,19 @@ def test_text_chat_and_non_streaming_replies(url: str) -> None:
     assert chunks[-1]["usage"]["completion_tokens"] == 3
 
 
+def test_one_slot_serialises_requests_and_the_wait_for_it_counts_in_ttft(url: str) -> None:
+    workload = make_workload(WORKLOAD, model="tiny", num_requests=4, rate=1000.0, arrival="fixed", seed=3)
+    result = run_openai(workload, url, model="tiny", max_concurrency=1, timeout=30)
+    assert result.errors == {} and set(result.send_lag) == {r.id for r in result.requests}
+    ordered = sorted(result.requests, key=lambda r: r.arrival)
+    for before, after in zip(ordered, ordered[1:], strict=False):  # one in flight: each starts after the last ends
+        assert after.arrival < before.finish_time < after.token_times[0]
+    scheduled = {spec.request_id: spec.arrival for spec in workload.requests}
+    for request in result.requests:  # the record's arrival is when the client took the request up
+        assert request.arrival == pytest.approx(scheduled[request.id] + result.send_lag[request.id])
+    assert 0 <= result.client_stats()["send_lag_p99"] < ordered[-1].finish_time
+
+
 @pytest.mark.parametrize("system", ["vllm", "sarathi"])
 def test_baseline_systems_serve_too(system: str) -> None:
     with running_server(_config(system), LiveOptions(num_blocks=64)) as base:
@@ -110,33 +120,10 @@ def test_baseline_systems_serve_too(system: str) -> None:
     assert errors == {} and all(len(r.token_times) == 12 for r in requests)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_the_serve_command_listens_until_stopped() -> None:
-    port = _free_port()
-    command = [sys.executable, "-m", "ascendra.cli.main", "serve", "--system", "sarathi", "--instances", "1"]
-    command += ["--port", str(port), "--kv-blocks", "32"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.2)
-        reply = httpx.post(f"http://127.0.0.1:{port}/v1/completions", json={"prompt": [5, 6, 7], "max_tokens": 4})
-        assert reply.json()["usage"]["completion_tokens"] == 4
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with ascbench_serve("--system", "sarathi", "--instances", "1", "--kv-blocks", "32") as base:
+        reply = httpx.post(f"{base}/v1/completions", json={"prompt": [5, 6, 7], "max_tokens": 4})
+    assert reply.json()["usage"]["completion_tokens"] == 4
 
 
 def test_the_loadgen_command_reports_a_summary(url: str) -> None:
@@ -149,6 +136,7 @@ def test_the_loadgen_command_reports_a_summary(url: str) -> None:
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["summary"]["finished"] == 6 and out["summary"]["failed"] == 0 and out["errors"] == {}
+    assert 0 <= out["summary"]["send_lag_p99"] < out["summary"]["duration_s"]
     bad = CliRunner().invoke(app, ["loadgen", "--endpoint", "nope", "--workload", WORKLOAD, "--model", "tiny"])
     assert bad.exit_code == 2
 

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ascendra.cli.app import JSON_OPTION, app, print_json, stdout
+from ascendra.cli.app import JSON_OPTION, app, print_json, stderr, stdout
+
+BEHIND_SCHEDULE_S = 0.010  # a p99 send lag above this means the client could not keep up with the rate
 
 
 @app.command()
@@ -54,15 +56,17 @@ def loadgen(
     result = run_openai(specs, endpoint, served_model, max_concurrency, timeout)
     frame = records_frame(result.requests)
     summary = summarize(frame, SLO(ttft_slo, tbt_slo))
-    summary["duration_s"] = result.duration
-    summary["failed"] = len(result.errors)
+    summary.update(result.client_stats())
     if records is not None:
         write_records(frame, records)
+    if summary["send_lag_p99"] > BEHIND_SCHEDULE_S:
+        lag_ms = 1e3 * summary["send_lag_p99"]
+        stderr.print(f"warning: the client sent requests up to {lag_ms:.0f} ms late (p99): the offered load was lower")
     if json_output:
         print_json({"endpoint": endpoint, "summary": summary, "errors": {str(k): v for k, v in result.errors.items()}})
         return
     keys = ("arrived", "finished", "failed", "attainment", "ttft_p50", "ttft_p99", "req_mean_tbt_p50", "tbt_p99")
-    for key in (*keys, "throughput_rps", "duration_s"):
+    for key in (*keys, "throughput_rps", "duration_s", "send_lag_p99"):
         value = summary.get(key)
         stdout.print(f"{key:>18}: {value:.4g}" if isinstance(value, float) else f"{key:>18}: {value}")
     for request_id, reason in list(result.errors.items())[:5]:
