@@ -1,5 +1,5 @@
 """Cross-check of the harness's load generator against vLLM's own benchmark client (`vllm bench serve`'s code,
-``vllm.benchmarks.serve``) on the same server: `ascbench serve`'s tiny model on loopback.
+``vllm.benchmarks.serve``) on the same server: `ascbench serve` with the tiny model, in its own process.
 
 vLLM's client needs a tokenizer for its random dataset; offline we write one: a character-level tokenizer over
 printable ASCII without whitespace (one id per character, no special tokens added), so a prompt of n ids decodes
@@ -7,13 +7,11 @@ to n characters, which the server (one token per UTF-8 byte) counts as n tokens 
 exactly the same length. Both clients pace the same number of requests at the same fixed rate (vLLM: a gamma
 process with huge burstiness, i.e. constant gaps; the harness: ``arrival=fixed``), with the same lengths.
 
-Tolerances, from runs on a 2-core CPU host (24-32 requests, 20 QPS, prompts 64, outputs 16):
-- Throughput (completed requests / time to the last finish) agreed within 4%: paced below capacity, it is set by
-  the arrival schedule, so 15% is a wide margin that still catches a client that miscounts or falls behind.
-- Mean TTFT was 5-6 ms (vLLM) vs 8 ms (harness): the harness stamps TTFT from the scheduled arrival and sends
-  with httpx, vLLM from just before its aiohttp POST, a fixed client-side cost of a few ms that a relative
-  bound on a 5 ms value cannot absorb. So TTFT must agree within 15 ms absolute: far below what a scheduling or
-  counting error would add (a prefill batch, a token interval), far above the two clients' overheads.
+Both clients start a request's TTFT when they send it (the harness: when its arrival timer fires; the timer's
+~1 ms lateness is reported as send lag). On a 2-core CPU host (48 requests, 10 QPS, prompts 1024, outputs 16)
+mean and median TTFT (about 25 ms) agreed within 4% and throughput within 2% over four runs; the issue's bound,
+15%, is asserted for both. With 64-token prompts TTFT is ~5 ms and the clients' own sub-millisecond costs alone
+move it by 10-20%: the test uses prompts long enough that the server's work dominates what is measured.
 """
 
 from __future__ import annotations
@@ -31,18 +29,16 @@ pytest.importorskip("httpx")
 tokenizers = pytest.importorskip("tokenizers")
 transformers = pytest.importorskip("transformers")
 
-from ascendra.config import RunConfig  # noqa: E402
-from ascendra.live.engines import LiveOptions  # noqa: E402
+from serve_process import ascbench_serve  # noqa: E402
+
 from ascendra.loadgen import run_openai  # noqa: E402
 from ascendra.metrics import SLO, summarize  # noqa: E402
 from ascendra.records import records_frame  # noqa: E402
-from ascendra.serve.server import running_server  # noqa: E402
 from workloads import make_workload  # noqa: E402
 
-NUM_REQUESTS, PROMPT, OUTPUT, RATE = 24, 64, 16, 20.0
+NUM_REQUESTS, PROMPT, OUTPUT, RATE = 48, 1024, 16, 10.0
 WORKLOAD = f"fixed:prompt={PROMPT},output={OUTPUT}"
-THROUGHPUT_TOLERANCE = 0.15
-TTFT_TOLERANCE_S = 0.015
+TOLERANCE = 0.15
 
 
 def _char_tokenizer(folder: Path) -> Path:
@@ -55,7 +51,8 @@ def _char_tokenizer(folder: Path) -> Path:
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tokenizer.decoder = decoders.Fuse()
     PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]").save_pretrained(folder)
-    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2", "vocab_size": len(vocab)}))
+    config = {"model_type": "gpt2", "vocab_size": len(vocab), "bos_token_id": None, "eos_token_id": None}
+    (folder / "config.json").write_text(json.dumps(config))
     return folder
 
 
@@ -74,8 +71,7 @@ def _vllm_bench(url: str, tokenizer: Path) -> dict[str, float]:
 
 def test_the_harness_and_vllm_bench_serve_agree_on_ttft_and_throughput(tmp_path: Path) -> None:
     tokenizer = _char_tokenizer(tmp_path / "tokenizer")
-    served = RunConfig(system="sarathi", model="tiny", instances=1, workload=WORKLOAD, backend="engine")
-    with running_server(served, LiveOptions(num_blocks=256)) as url:
+    with ascbench_serve("--system", "sarathi", "--model", "tiny", "--instances", "1", "--kv-blocks", "512") as url:
         warm = make_workload(WORKLOAD, model="tiny", num_requests=4, rate=RATE, arrival="fixed", seed=2)
         assert run_openai(warm, url, model="tiny", timeout=60).errors == {}
         vllm = _vllm_bench(url, tokenizer)
@@ -88,7 +84,10 @@ def test_the_harness_and_vllm_bench_serve_agree_on_ttft_and_throughput(tmp_path:
     assert vllm["total_output_tokens"] == NUM_REQUESTS * OUTPUT
     assert result.errors == {} and ours["finished"] == NUM_REQUESTS
 
-    vllm_ttft = float(vllm["mean_ttft_ms"]) / 1000
-    assert abs(ours["ttft_mean"] - vllm_ttft) < TTFT_TOLERANCE_S, (ours["ttft_mean"], vllm_ttft)
-    vllm_rps = float(vllm["request_throughput"])
-    assert abs(ours["throughput_rps"] - vllm_rps) / vllm_rps < THROUGHPUT_TOLERANCE, (ours["throughput_rps"], vllm_rps)
+    pairs = {
+        "mean TTFT": (ours["ttft_mean"], float(vllm["mean_ttft_ms"]) / 1000),
+        "median TTFT": (ours["ttft_p50"], float(vllm["median_ttft_ms"]) / 1000),
+        "throughput": (ours["throughput_rps"], float(vllm["request_throughput"])),
+    }
+    for name, (harness, reference) in pairs.items():
+        assert abs(harness - reference) / reference < TOLERANCE, (name, harness, reference)
