@@ -22,7 +22,10 @@ _STORED_IF_SET: dict[str, object] = {
     "distributed": "none",
     "endpoint": None,
     "served_model": None,
+    "max_concurrency": None,
+    "request_timeout": 300.0,
 }
+_CLIENT_FIELDS = ("endpoint", "served_model", "max_concurrency", "request_timeout")
 VALUE_FUNCTIONS = ("edf", "basic", "sjf")
 PERF_MODELS = ("paper", "per-seq")
 
@@ -66,9 +69,12 @@ class RunConfig:
     kv_blocks: int | None = None
     distributed: str = "none"
     # System ``openai``: the OpenAI-compatible server the harness loads (its base URL), and the model name sent in
-    # requests (default: the server's default). ``model`` still sets the workload's token counts.
+    # requests (default: the server's default), the cap on requests in flight (None: open loop) and the limit on
+    # each request's time, s. ``model`` still sets the workload's token counts.
     endpoint: str | None = None
     served_model: str | None = None
+    max_concurrency: int | None = None
+    request_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         if self.system not in SYSTEMS:
@@ -106,8 +112,14 @@ class RunConfig:
                 raise UserError(f"--endpoint must be an http(s) URL, got {self.endpoint!r}")
             if self.instances != 1:
                 raise UserError("--system openai loads one endpoint: pass --instances 1")
-        elif self.endpoint is not None or self.served_model is not None:
-            raise UserError("--endpoint and --served-model apply only to --system openai")
+            if self.max_concurrency is not None and self.max_concurrency < 1:
+                raise UserError(f"--max-concurrency must be positive, got {self.max_concurrency}")
+            if not self.request_timeout > 0:
+                raise UserError(f"--request-timeout must be positive, got {self.request_timeout}")
+        elif any(getattr(self, name) != _STORED_IF_SET[name] for name in _CLIENT_FIELDS):
+            raise UserError(
+                "--endpoint, --served-model, --max-concurrency and --request-timeout apply only to --system openai"
+            )
         if self.backend not in BACKENDS:
             raise UserError(f"unknown --backend {self.backend!r}; known: {', '.join(BACKENDS)}")
         if self.distributed not in ("none", "ray"):

@@ -209,6 +209,6 @@ def run_openai(
     if max_concurrency is not None and max_concurrency < 1:
         raise UserError(f"--max-concurrency must be positive, got {max_concurrency}")
     if not timeout > 0:
-        raise UserError(f"--timeout must be positive, got {timeout}")
+        raise UserError(f"--request-timeout must be positive, got {timeout}")
     specs = workload.requests if isinstance(workload, Workload) else workload
     return asyncio.run(_run(specs, endpoint, model, max_concurrency, timeout))

@@ -141,7 +141,8 @@ def _run_openai_point(config: RunConfig, data_dir: Path | None) -> tuple[pd.Data
     from ascendra.records import records_frame
 
     assert config.endpoint is not None  # RunConfig requires it for system openai
-    result = run_openai(workload_of(config, data_dir), config.endpoint, config.served_model)
+    workload = workload_of(config, data_dir)
+    result = run_openai(workload, config.endpoint, config.served_model, config.max_concurrency, config.request_timeout)
     if result.requests and len(result.errors) == len(result.requests):
         first = next(iter(result.errors.values()))
         raise UserError(f"every request to {config.endpoint} failed at rate {config.rate:g}; first: {first}")

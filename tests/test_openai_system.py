@@ -75,6 +75,29 @@ def test_endpoint_fields_are_hashed_only_when_set() -> None:
     a = RunConfig(system="openai", model="tiny", instances=1, endpoint="http://127.0.0.1:1")
     b = RunConfig(system="openai", model="tiny", instances=1, endpoint="http://127.0.0.1:2")
     assert a.key() != b.key() and RunConfig.from_dict(a.to_dict()) == a
+    assert "max_concurrency" not in a.to_dict() and "request_timeout" not in a.to_dict()
+    capped = RunConfig(**{**a.to_dict(), "max_concurrency": 2, "request_timeout": 5.0})  # type: ignore[arg-type]
+    assert capped.key() != a.key() and RunConfig.from_dict(capped.to_dict()) == capped
+
+
+def test_a_sweep_point_honours_the_request_timeout() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)  # accepts connections but never replies: every request times out
+        endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        config = RunConfig(
+            system="openai",
+            model="tiny",
+            instances=1,
+            workload=WORKLOAD,
+            num_requests=2,
+            rate=50.0,
+            endpoint=endpoint,
+            max_concurrency=1,
+            request_timeout=0.2,
+        )
+        with pytest.raises(UserError, match="timed out after 0.2 s"):
+            run_point(config)
 
 
 @pytest.mark.parametrize(
@@ -84,6 +107,9 @@ def test_endpoint_fields_are_hashed_only_when_set() -> None:
         ({"system": "openai", "instances": 2, "endpoint": "http://127.0.0.1:1"}, "--instances 1"),
         ({"system": "openai", "instances": 1, "endpoint": "127.0.0.1:8000"}, "http"),
         ({"system": "vllm", "instances": 2, "endpoint": "http://127.0.0.1:1"}, "only to --system openai"),
+        ({"system": "sarathi", "instances": 2, "max_concurrency": 4}, "only to --system openai"),
+        ({"system": "openai", "instances": 1, "endpoint": "http://127.0.0.1:1", "max_concurrency": 0}, "positive"),
+        ({"system": "openai", "instances": 1, "endpoint": "http://127.0.0.1:1", "request_timeout": 0}, "positive"),
     ],
 )
 def test_bad_openai_configs_are_user_errors(fields: dict[str, object], message: str) -> None:

@@ -26,7 +26,7 @@ def loadgen(
     cv: Annotated[float, typer.Option(help="Burstiness of gamma arrivals.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the workload and arrivals.")] = 1,
     max_concurrency: Annotated[int | None, typer.Option(help="Cap on requests in flight [default: none].")] = None,
-    timeout: Annotated[float, typer.Option(help="Per-request timeout, s.")] = 300.0,
+    request_timeout: Annotated[float, typer.Option(help="Per-request timeout, s.")] = 300.0,
     ttft_slo: Annotated[float, typer.Option(help="TTFT SLO, s.")] = 1.0,
     tbt_slo: Annotated[float, typer.Option(help="TBT SLO, s.")] = 0.15,
     records: Annotated[Path | None, typer.Option(help="Write the per-request records here (Parquet).")] = None,
@@ -53,7 +53,7 @@ def loadgen(
         seed=seed,
         data_dir=data_dir,
     )
-    result = run_openai(specs, endpoint, served_model, max_concurrency, timeout)
+    result = run_openai(specs, endpoint, served_model, max_concurrency, request_timeout)
     frame = records_frame(result.requests)
     summary = summarize(frame, SLO(ttft_slo, tbt_slo))
     summary.update(result.client_stats())

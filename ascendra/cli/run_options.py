@@ -100,6 +100,16 @@ _SHARED: dict[str, tuple[type, Any, typer.models.OptionInfo]] = {
         None,
         typer.Option(help="System openai: model name sent in requests [default: the server's].", rich_help_panel=_RUN),
     ),
+    "max_concurrency": (
+        int | None,
+        None,
+        typer.Option(help="System openai: cap on requests in flight [default: none].", rich_help_panel=_RUN),
+    ),
+    "request_timeout": (
+        float,
+        300.0,
+        typer.Option(help="System openai: per-request timeout, s.", rich_help_panel=_RUN),
+    ),
 }
 _DATA_DIR = (
     Path | None,
