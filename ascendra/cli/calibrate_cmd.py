@@ -37,14 +37,14 @@ def calibrate_cmd(
     data_dir: Annotated[
         Path | None,
         typer.Option(
-            "--data-dir", help="Reference data folder with profiles/ [default: $ASCENDRA_DATA_DIR or ../shared/data]."
+            "--data-dir", help="Reference data folder with profiles/ \\[default: $ASCENDRA_DATA_DIR or ../shared/data]."
         ),
     ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
             "--out",
-            help="JSON to write [default: the packaged ascendra/data/cost_model.json, which is always overwritten; "
+            help="JSON to write \\[default: the packaged ascendra/data/cost_model.json, which is always overwritten; "
             "another existing file needs --force].",
         ),
     ] = None,
@@ -111,9 +111,9 @@ def _print_measured(rows: list[dict[str, Any]], tolerance: float) -> None:
 def cost_model_cmd(
     model: Annotated[str, typer.Option("--model", help="Model name (see ascendra/models.py).")] = "llama-3.1-8b",
     gpu: Annotated[str, typer.Option("--gpu", help="GPU name (see ascendra/gpus.py).")] = "a100-80gb",
-    tp: Annotated[int | None, typer.Option("--tp", help="Tensor parallelism [default: the model's].")] = None,
+    tp: Annotated[int | None, typer.Option("--tp", help="Tensor parallelism \\[default: the model's].")] = None,
     file: Annotated[
-        Path | None, typer.Option("--file", help="Calibration JSON to read [default: the packaged one].")
+        Path | None, typer.Option("--file", help="Calibration JSON to read \\[default: the packaged one].")
     ] = None,
     as_json: bool = JSON_OPTION,
 ) -> None:

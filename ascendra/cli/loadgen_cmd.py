@@ -18,14 +18,14 @@ def loadgen(
     workload: Annotated[str, typer.Option(help="Workload name or trace path (see `workloads list`).")] = "sharegpt",
     model: Annotated[str, typer.Option(help="Model whose token counts the workload uses.")] = "llama-3.1-8b",
     served_model: Annotated[
-        str | None, typer.Option(help="Model name sent in requests [default: the server's default].")
+        str | None, typer.Option(help="Model name sent in requests \\[default: the server's default].")
     ] = None,
     rate: Annotated[float, typer.Option(help="Request rate (QPS).")] = 1.0,
     num_requests: Annotated[int, typer.Option(help="Requests to send.")] = 100,
     arrival: Annotated[str, typer.Option(help="poisson, poisson-truncated, gamma or fixed.")] = "poisson",
     cv: Annotated[float, typer.Option(help="Burstiness of gamma arrivals.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the workload and arrivals.")] = 1,
-    max_concurrency: Annotated[int | None, typer.Option(help="Cap on requests in flight [default: none].")] = None,
+    max_concurrency: Annotated[int | None, typer.Option(help="Cap on requests in flight \\[default: none].")] = None,
     request_timeout: Annotated[float, typer.Option(help="Per-request timeout, s.")] = 300.0,
     ttft_slo: Annotated[float, typer.Option(help="TTFT SLO, s.")] = 1.0,
     tbt_slo: Annotated[float, typer.Option(help="TBT SLO, s.")] = 0.15,

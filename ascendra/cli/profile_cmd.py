@@ -49,7 +49,7 @@ def profile_cmd(
         str, typer.Option(help="Executor whose batch times are logged: sim (the cost model) or engine (live).")
     ] = "sim",
     device: Annotated[str, typer.Option(help="Engine backend: cpu or cuda[:i].")] = "cpu",
-    kv_blocks: Annotated[int | None, typer.Option(help="Engine backend: KV blocks [default: 0.25 GiB].")] = None,
+    kv_blocks: Annotated[int | None, typer.Option(help="Engine backend: KV blocks \\[default: 0.25 GiB].")] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Folder with trace files (default: $ASCENDRA_DATA_DIR or ../shared/data).")
     ] = None,

@@ -26,7 +26,7 @@ _SHARED: dict[str, tuple[type, Any, typer.models.OptionInfo]] = {
     "workload": (str, "sharegpt", typer.Option(help="Workload name or trace path (see `workloads list`).")),
     "model": (str, "llama-3.1-8b", typer.Option(help="Model (llama-3.1-8b, mistral-7b, qwen-14b, tiny).")),
     "gpu": (str, "a100-80gb", typer.Option(help="Simulated GPU (a100-80gb, h100-80gb).")),
-    "tp": (int | None, None, typer.Option(help="Tensor parallelism per instance [default: the model's].")),
+    "tp": (int | None, None, typer.Option(help="Tensor parallelism per instance \\[default: the model's].")),
     "instances": (int, 3, typer.Option(help="Number of instances (GPUs, or TP groups).")),
     "num_requests": (int, 2000, typer.Option(help="Requests per run.")),
     "arrival": (str, "poisson", typer.Option(help="Arrival process: poisson, poisson-truncated, gamma, fixed.")),
@@ -55,7 +55,7 @@ _SHARED: dict[str, tuple[type, Any, typer.models.OptionInfo]] = {
         float | None,
         None,
         typer.Option(
-            help="Ascendra: offload margin, s [default: 0.7 for llama-3.1-8b, else 1.0].", rich_help_panel=_ASC
+            help="Ascendra: offload margin, s \\[default: 0.7 for llama-3.1-8b, else 1.0].", rich_help_panel=_ASC
         ),
     ),
     "value_fn": (
@@ -83,7 +83,7 @@ _SHARED: dict[str, tuple[type, Any, typer.models.OptionInfo]] = {
     "kv_blocks": (
         int | None,
         None,
-        typer.Option(help="Engine backend: KV blocks per instance [default: 0.25 GiB].", rich_help_panel=_BACK),
+        typer.Option(help="Engine backend: KV blocks per instance \\[default: 0.25 GiB].", rich_help_panel=_BACK),
     ),
     "distributed": (
         str,
@@ -98,12 +98,12 @@ _SHARED: dict[str, tuple[type, Any, typer.models.OptionInfo]] = {
     "served_model": (
         str | None,
         None,
-        typer.Option(help="System openai: model name sent in requests [default: the server's].", rich_help_panel=_RUN),
+        typer.Option(help="System openai: model name in requests \\[default: the server's].", rich_help_panel=_RUN),
     ),
     "max_concurrency": (
         int | None,
         None,
-        typer.Option(help="System openai: cap on requests in flight [default: none].", rich_help_panel=_RUN),
+        typer.Option(help="System openai: cap on requests in flight \\[default: none].", rich_help_panel=_RUN),
     ),
     "request_timeout": (
         float,

@@ -44,8 +44,8 @@ def serve(
     device: Annotated[str, _eng("cpu or cuda[:i].")] = "cpu",
     dtype: Annotated[str | None, _eng("fp32, bf16 or fp16.")] = None,
     checkpoint: Annotated[Path | None, _eng("Local HF checkpoint (default: dummy weights).")] = None,
-    kv_blocks: Annotated[int | None, _eng("KV blocks per instance [default: 0.25 GiB].")] = None,
-    torch_threads: Annotated[int | None, _eng("Intra-op threads [default: cores / instances].")] = None,
+    kv_blocks: Annotated[int | None, _eng("KV blocks per instance \\[default: 0.25 GiB].")] = None,
+    torch_threads: Annotated[int | None, _eng("Intra-op threads \\[default: cores / instances].")] = None,
 ) -> None:
     """Serve /v1/completions, /v1/chat/completions (streaming or not), /v1/models and /health until Ctrl-C.
 

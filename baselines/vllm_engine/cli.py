@@ -54,7 +54,11 @@ def vllm_engine(
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.", rich_help_panel=_VLLM)] = "float32",
     kv_cache_gib: Annotated[float, typer.Option(help="KV cache memory in GiB.", rich_help_panel=_VLLM)] = 0.25,
     cpu_cores: Annotated[
-        str | None, typer.Option(help="Cores for vLLM's threads, e.g. 0-1 [default: all].", rich_help_panel=_VLLM)
+        str | None, typer.Option(help="Cores for vLLM's threads, e.g. 0-1 \\[default: all].", rich_help_panel=_VLLM)
+    ] = None,
+    enforce_eager: Annotated[
+        bool | None,
+        typer.Option(help="vLLM's enforce_eager \\[default: on CPU only; CUDA graphs on GPU].", rich_help_panel=_VLLM),
     ] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder with trace files.")] = None,
     json_output: bool = JSON_OPTION,
@@ -76,6 +80,7 @@ def vllm_engine(
         policy=policy,
         kv_cache_gib=kv_cache_gib,
         cpu_cores=cpu_cores,
+        enforce_eager=enforce_eager,
         seed=seed,
     )
     slo = SLO(ttft_slo, tbt_slo)

