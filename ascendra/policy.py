@@ -65,6 +65,11 @@ class BasePolicy(ABC):
             return
         self.waiting.append(request)
 
+    def drain_rejected(self) -> list[Request]:
+        """The requests rejected since the last call; the runtime records them as dropped."""
+        drained, self.rejected = self.rejected, []
+        return drained
+
     @abstractmethod
     def schedule(self, now: float) -> Batch:
         """The next iteration's batch (empty when there is nothing to run); reserves its KV."""

@@ -26,3 +26,6 @@ class Scheduler(Protocol):
 
     def has_work(self) -> bool:
         """True while any request is waiting or running here."""
+
+    def drain_rejected(self) -> list[Request]:
+        """The requests dropped here since the last call (``dropped`` set, no KV held), for the runtime to record."""

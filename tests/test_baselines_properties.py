@@ -44,8 +44,7 @@ def drive(scheduler: BasePolicy, specs: list[RequestSpec], check: Check) -> tupl
         while next_arrival < len(requests) and requests[next_arrival].arrival <= now:
             scheduler.add(requests[next_arrival], now)
             next_arrival += 1
-        rejected += scheduler.rejected
-        scheduler.rejected.clear()
+        rejected += scheduler.drain_rejected()
         if not scheduler.has_work() and next_arrival == len(requests):
             return finished, rejected
         before = Before(list(scheduler.waiting), scheduler.blocks.num_free, scheduler.num_running)

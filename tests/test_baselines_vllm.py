@@ -159,10 +159,10 @@ def test_rejects_prompts_over_the_budget_and_over_the_pool() -> None:
     ok = req(3, 30, 5)  # at most 34 slots
     for r in (too_long, recompute_too_long, too_big_for_kv, ok):
         s.add(r, 0.0)
-    assert s.rejected == [too_long, recompute_too_long, too_big_for_kv]
-    assert all(r.dropped for r in s.rejected)
+    rejected = s.drain_rejected()  # as the runtime does after each schedule
+    assert rejected == [too_long, recompute_too_long, too_big_for_kv] and s.drain_rejected() == []
+    assert all(r.dropped for r in rejected)
     assert list(s.waiting) == [ok] and not ok.dropped
-    s.rejected.clear()  # the runtime drains it
     while s.has_work():
         s.on_batch_done(s.schedule(0.0), 1.0)
     assert ok.finished

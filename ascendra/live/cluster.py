@@ -76,12 +76,9 @@ class LiveCluster:
         return time.perf_counter() - self._t0
 
     def after_schedule(self, node: SimInstance, batch: Batch, now: float) -> None:
-        rejected = getattr(node.scheduler, "rejected", None)
+        rejected = node.scheduler.drain_rejected()
         if rejected:
-            for request in rejected:
-                request.dropped = True
             self._done(len(rejected))
-            rejected.clear()
         for request, target in self.router.moves_after(node, batch, now):
             self._give(target, request)
             self._moves.append(Move(request.id, node.name, target.name, now, self.clock()))

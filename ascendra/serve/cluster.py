@@ -120,12 +120,8 @@ class ServingCluster:
         return time.perf_counter() - self._t0
 
     def after_schedule(self, node: SimInstance, batch: Batch, now: float) -> None:
-        rejected = getattr(node.scheduler, "rejected", None)
-        if rejected:
-            for request in rejected:
-                request.dropped = True
-                self._end(request, "dropped by admission control: its TTFT SLO could not be met")
-            rejected.clear()
+        for request in node.scheduler.drain_rejected():
+            self._end(request, "dropped by admission control: its TTFT SLO could not be met")
         for request, target in self.router.moves_after(node, batch, now):
             self._give(target, request)
 

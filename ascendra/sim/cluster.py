@@ -75,7 +75,7 @@ class Cluster:
 
     def _start(self, instance: SimInstance, now: float) -> None:
         batch = instance.scheduler.schedule(now)
-        self._drop_rejected(instance)
+        instance.scheduler.drain_rejected()  # already marked dropped: records count them as misses
         if batch:
             duration = instance.batch_time(batch)
             instance.batch = batch
@@ -88,14 +88,6 @@ class Cluster:
             heapq.heappush(self._events, (now + duration, self._seq, self._index[id(instance)]))
         for request, target in self.router.moves_after(instance, batch, now):
             self._give(target, request, now)
-
-    @staticmethod
-    def _drop_rejected(instance: SimInstance) -> None:
-        rejected = getattr(instance.scheduler, "rejected", None)
-        if rejected:
-            for request in rejected:
-                request.dropped = True
-            rejected.clear()
 
     @staticmethod
     def _check_all_done(requests: list[Request]) -> None:
