@@ -21,9 +21,10 @@ def analyze(ctx: RunContext) -> KindResult:
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in table.itertuples():
+        kept = "-" if pd.isna(r.offloaded_attainment) else f"{r.offloaded_attainment:.1%}"  # nothing offloaded
         lines.append(
             f"| {r.model} | {r.workload} | {r.rate:g} | {r.offloaded:.0f} | {r.offloaded_share:.1%} | "
-            f"{r.offloaded_attainment:.1%} | {r.attainment:.1%} |"
+            f"{kept} | {r.attainment:.1%} |"
         )
     return KindResult({"offload": table}, "\n".join(lines))
 
