@@ -21,7 +21,8 @@ def reproduce(
     data_dir: Annotated[Path | None, typer.Option(help="Folder holding the trace files.")] = None,
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Run an experiment's grid on the simulator in parallel, then write its table, figure and configs."""
+    """Run an experiment's grid in parallel (live experiments, on real engines, one point at a time and only
+    when named, not with 'all'), then write its table, figure and configs."""
     from ascendra.reproduce import load_specs, result_root, run_experiment, write_readme
     from ascendra.reproduce.runner import default_jobs
 
@@ -32,7 +33,7 @@ def reproduce(
     known = load_specs(specs)
     if experiment != "all" and experiment not in known:
         raise UserError(f"unknown experiment {experiment!r}; known: {', '.join(known)} or all")
-    chosen = list(known.values()) if experiment == "all" else [known[experiment]]
+    chosen = [s for s in known.values() if not s.live] if experiment == "all" else [known[experiment]]
     workers = jobs or default_jobs()
     outcomes = []
     for spec in chosen:

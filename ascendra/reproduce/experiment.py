@@ -61,6 +61,7 @@ def run_experiment(
     folder.mkdir(parents=True, exist_ok=True)
     store = PointStore(root / ".points")
     points = spec.points(quick)
+    jobs = 1 if spec.live else jobs
     computed = run_points([p.config for p in points], store, jobs, console, spec.id, data_dir, quiet)
     table = points_table(points, store) if points else pd.DataFrame()
     module = kind_module(spec.kind)

@@ -96,6 +96,12 @@ class Spec:
         """Kind-specific options (the ``[options]`` table), e.g. the fairness test's significance level."""
         return dict(self.raw.get("options", {}))
 
+    @property
+    def live(self) -> bool:
+        """Points measured on the wall clock (``[options] live = true``): they run one at a time, so no point
+        competes with another for the cores, and only when named: ``reproduce all`` leaves them out."""
+        return bool(self.options.get("live", False))
+
 
 def _check_overrides(table: dict[str, Any], where: str) -> None:
     unknown = sorted(set(table) - _CONFIG_FIELDS)

@@ -20,8 +20,7 @@ import pandas as pd
 from ascendra.config import RunConfig
 from ascendra.metrics import SLO, latencies
 from ascendra.metrics.attainment import tbt_met, ttft_met
-from ascendra.sim.simulate import simulate
-from ascendra.sweep import _write_atomic, _write_text
+from ascendra.sweep import _write_atomic, _write_text, run_point
 
 #: Per-request columns kept for the analyses (fairness, offload, trace timelines); token times are dropped.
 COMPACT_COLUMNS = (
@@ -95,10 +94,11 @@ class PointStore:
 
 
 def compute_point(config: RunConfig, root: Path, data_dir: Path | None = None) -> str:
-    """Simulate ``config`` and store it (run in a worker process); returns the config's key."""
+    """Run ``config`` on its backend (the simulator, a live engine, vLLM) and store it (run in a worker process);
+    returns the config's key."""
     slo = SLO(config.ttft_slo, config.tbt_slo)
-    outcome = simulate(config, data_dir)
-    compact = compact_records(outcome.records, slo)
-    row = {**outcome.summary, **offload_stats(compact)}
+    records, summary = run_point(config, data_dir)
+    compact = compact_records(records, slo)
+    row = {**summary, **offload_stats(compact)}
     PointStore(root).save(config, compact, row)
     return config.key()

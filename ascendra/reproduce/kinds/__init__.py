@@ -16,6 +16,7 @@ KINDS: dict[str, str] = {
     "admission": "admission",
     "trace": "trace",
     "perf-model": "perf_model",
+    "engines": "engines",
 }
 
 
