@@ -203,7 +203,7 @@ def run_openai(
     try:
         import aiohttp  # noqa: F401
     except ImportError:
-        raise UserError("the load generator needs aiohttp (pip install 'ascendra[serve]')") from None
+        raise UserError("the load generator needs aiohttp: pip install -c constraints.txt -e '.[serve]'") from None
     if not endpoint.startswith(("http://", "https://")):
         raise UserError(f"--endpoint must be an http(s) URL, got {endpoint!r}")
     if max_concurrency is not None and max_concurrency < 1:

@@ -51,7 +51,10 @@ def _uvicorn_server(cluster: ServingCluster, model: str):  # -> uvicorn.Server
 
         from ascendra.serve.api import create_app
     except ImportError as exc:
-        raise UserError(f"ascbench serve needs fastapi and uvicorn ({exc.name} is missing)") from None
+        raise UserError(
+            f"ascbench serve needs fastapi and uvicorn ({exc.name} is missing): "
+            "pip install -c constraints.txt -e '.[engine,serve]'"
+        ) from None
     app = create_app(cluster, model)
     return uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
 
