@@ -39,6 +39,8 @@ from ascendra.request import Request
 from workloads.spec import RequestSpec, Workload
 
 SYNTHETIC_IDS = (10, 250)
+#: A p99 send lag above this (s) means the client could not keep up with the schedule.
+BEHIND_SCHEDULE_S = 0.010
 _JSON = {"Content-Type": "application/json"}
 
 
@@ -56,6 +58,13 @@ class LoadgenResult:
         """What the client adds to a run's summary: failed requests, the run's length, and the p99 send lag (s)."""
         p99 = float(np.percentile(list(self.send_lag.values()), 99)) if self.send_lag else float("nan")
         return {"failed": len(self.errors), "duration_s": self.duration, "send_lag_p99": p99}
+
+
+def behind_schedule(send_lag_p99: float, rate: float) -> str | None:
+    """A warning when the client sent requests late enough (p99) that the offered load was below ``rate``."""
+    if not send_lag_p99 > BEHIND_SCHEDULE_S:
+        return None
+    return f"warning: at {rate:g} QPS the client sent requests up to {1e3 * send_lag_p99:.0f} ms late (p99)"
 
 
 def prompt_ids(spec: RequestSpec) -> list[int]:

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("aiohttp")
 
 from ascendra.errors import UserError  # noqa: E402
-from ascendra.loadgen import SYNTHETIC_IDS, _chunk_tokens, prompt_ids, run_openai  # noqa: E402
+from ascendra.loadgen import SYNTHETIC_IDS, _chunk_tokens, behind_schedule, prompt_ids, run_openai  # noqa: E402
 from workloads.spec import RequestSpec  # noqa: E402
 
 
@@ -56,3 +56,8 @@ def test_bad_arguments_are_user_errors() -> None:
         run_openai(_specs(1), "127.0.0.1:8000")
     with pytest.raises(UserError):
         run_openai(_specs(1), "http://127.0.0.1:8000", max_concurrency=0)
+
+
+def test_a_client_that_fell_behind_the_schedule_is_flagged() -> None:
+    assert behind_schedule(0.002, 20.0) is None and behind_schedule(float("nan"), 20.0) is None
+    assert behind_schedule(0.034, 20.0) == "warning: at 20 QPS the client sent requests up to 34 ms late (p99)"

@@ -9,8 +9,6 @@ import typer
 
 from ascendra.cli.app import JSON_OPTION, app, print_json, stderr, stdout
 
-BEHIND_SCHEDULE_S = 0.010  # a p99 send lag above this means the client could not keep up with the rate
-
 
 @app.command()
 def loadgen(
@@ -36,7 +34,7 @@ def loadgen(
     """Send each request at its arrival time (streaming /v1/completions, token-id prompts, ignore_eos), stamp every
     token, and report SLO attainment, TTFT, TBT and throughput from the same records as simulated runs."""
     from ascendra.errors import UserError
-    from ascendra.loadgen import run_openai
+    from ascendra.loadgen import behind_schedule, run_openai
     from ascendra.metrics import SLO, summarize
     from ascendra.records import records_frame, write_records
     from workloads import make_workload
@@ -59,9 +57,8 @@ def loadgen(
     summary.update(result.client_stats())
     if records is not None:
         write_records(frame, records)
-    if summary["send_lag_p99"] > BEHIND_SCHEDULE_S:
-        lag_ms = 1e3 * summary["send_lag_p99"]
-        stderr.print(f"warning: the client sent requests up to {lag_ms:.0f} ms late (p99): the offered load was lower")
+    if (warning := behind_schedule(summary["send_lag_p99"], rate)) is not None:
+        stderr.print(warning)
     if json_output:
         print_json({"endpoint": endpoint, "summary": summary, "errors": {str(k): v for k, v in result.errors.items()}})
         return

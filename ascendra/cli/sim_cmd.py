@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ascendra.cli.app import JSON_OPTION, app, print_json, stdout
+from ascendra.cli.app import JSON_OPTION, app, print_json, stderr, stdout
 from ascendra.cli.run_options import run_options
 from ascendra.config import RunConfig
 
@@ -31,7 +31,6 @@ SUMMARY_COLUMNS = [
 def _sweep(config: RunConfig, rates: str, out: Path | None, data_dir: Path | None, quiet: bool):
     from rich.progress import Progress
 
-    from ascendra.cli.app import stderr
     from ascendra.sweep import parse_rates, run_sweep
 
     rate_list = parse_rates(rates)
@@ -73,6 +72,12 @@ def sweep(
     from ascendra.metrics import capacity_from_sweep
 
     table = _sweep(config, rates, out, data_dir, quiet=json_output)
+    if "send_lag_p99" in table:  # system openai: did the client keep up with each rate?
+        from ascendra.loadgen import behind_schedule
+
+        for rate, lag in zip(table["rate"], table["send_lag_p99"], strict=True):
+            if (warning := behind_schedule(float(lag), float(rate))) is not None:
+                stderr.print(warning)
     capacity = capacity_from_sweep(table["rate"].tolist(), table["attainment"].tolist())
     if json_output:
         rows = table.to_dict(orient="records")
