@@ -12,6 +12,11 @@ Both clients start a request's TTFT when they send it (the harness: when its arr
 mean and median TTFT (about 25 ms) agreed within 4% and throughput within 2% over four runs; the issue's bound,
 15%, is asserted for both. With 64-token prompts TTFT is ~5 ms and the clients' own sub-millisecond costs alone
 move it by 10-20%: the test uses prompts long enough that the server's work dominates what is measured.
+
+A burst of unrelated work on a shared 2-core host once raised one run's mean TTFT by 40% (38 vs 27 ms), which
+says nothing about the clients. So the tools take turns over ``ROUNDS`` rounds (vLLM first in even rounds, the
+harness first in odd ones) and each tool is represented by its best round (lowest TTFT, highest throughput), the
+usual way to measure on a noisy host; a tool that disagrees systematically still fails, in every round.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from ascendra.records import records_frame  # noqa: E402
 from workloads import make_workload  # noqa: E402
 
 NUM_REQUESTS, PROMPT, OUTPUT, RATE = 48, 1024, 16, 10.0
+ROUNDS = 3
 WORKLOAD = f"fixed:prompt={PROMPT},output={OUTPUT}"
 TOLERANCE = 0.15
 
@@ -69,25 +75,45 @@ def _vllm_bench(url: str, tokenizer: Path) -> dict[str, float]:
     return main(parser.parse_args(argv))
 
 
-def test_the_harness_and_vllm_bench_serve_agree_on_ttft_and_throughput(tmp_path: Path) -> None:
-    tokenizer = _char_tokenizer(tmp_path / "tokenizer")
-    with ascbench_serve("--system", "sarathi", "--model", "tiny", "--instances", "1", "--kv-blocks", "512") as url:
-        warm = make_workload(WORKLOAD, model="tiny", num_requests=4, rate=RATE, arrival="fixed", seed=2)
-        assert run_openai(warm, url, model="tiny", timeout=60).errors == {}
-        vllm = _vllm_bench(url, tokenizer)
-        workload = make_workload(WORKLOAD, model="tiny", num_requests=NUM_REQUESTS, rate=RATE, arrival="fixed", seed=1)
-        result = run_openai(workload, url, model="tiny", timeout=60)
+def _harness(url: str) -> dict[str, float]:
+    workload = make_workload(WORKLOAD, model="tiny", num_requests=NUM_REQUESTS, rate=RATE, arrival="fixed", seed=1)
+    result = run_openai(workload, url, model="tiny", timeout=60)
+    assert result.errors == {}
     ours = summarize(records_frame(result.requests), SLO(1.0, 0.15))
+    assert ours["finished"] == NUM_REQUESTS
+    return {"mean TTFT": ours["ttft_mean"], "median TTFT": ours["ttft_p50"], "throughput": ours["throughput_rps"]}
 
+
+def _reference(url: str, tokenizer: Path) -> dict[str, float]:
+    vllm = _vllm_bench(url, tokenizer)
     assert vllm["completed"] == NUM_REQUESTS and vllm["failed"] == 0
     assert vllm["total_input_tokens"] == NUM_REQUESTS * PROMPT  # the tokenizer kept every prompt's length
     assert vllm["total_output_tokens"] == NUM_REQUESTS * OUTPUT
-    assert result.errors == {} and ours["finished"] == NUM_REQUESTS
-
-    pairs = {
-        "mean TTFT": (ours["ttft_mean"], float(vllm["mean_ttft_ms"]) / 1000),
-        "median TTFT": (ours["ttft_p50"], float(vllm["median_ttft_ms"]) / 1000),
-        "throughput": (ours["throughput_rps"], float(vllm["request_throughput"])),
+    return {
+        "mean TTFT": float(vllm["mean_ttft_ms"]) / 1000,
+        "median TTFT": float(vllm["median_ttft_ms"]) / 1000,
+        "throughput": float(vllm["request_throughput"]),
     }
-    for name, (harness, reference) in pairs.items():
-        assert abs(harness - reference) / reference < TOLERANCE, (name, harness, reference)
+
+
+def _best(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {name: (max if name == "throughput" else min)(run[name] for run in runs) for name in runs[0]}
+
+
+def test_the_harness_and_vllm_bench_serve_agree_on_ttft_and_throughput(tmp_path: Path) -> None:
+    tokenizer = _char_tokenizer(tmp_path / "tokenizer")
+    ours: list[dict[str, float]] = []
+    reference: list[dict[str, float]] = []
+    with ascbench_serve("--system", "sarathi", "--model", "tiny", "--instances", "1", "--kv-blocks", "512") as url:
+        warm = make_workload(WORKLOAD, model="tiny", num_requests=4, rate=RATE, arrival="fixed", seed=2)
+        assert run_openai(warm, url, model="tiny", timeout=60).errors == {}
+        for round_ in range(ROUNDS):
+            turns = [lambda: reference.append(_reference(url, tokenizer)), lambda: ours.append(_harness(url))]
+            for turn in turns if round_ % 2 == 0 else turns[::-1]:
+                turn()
+
+    harness, vllm = _best(ours), _best(reference)
+    disagree = {
+        name: (harness[name], vllm[name]) for name in vllm if abs(harness[name] - vllm[name]) / vllm[name] >= TOLERANCE
+    }
+    assert not disagree, (disagree, ours, reference)
