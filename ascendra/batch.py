@@ -45,6 +45,18 @@ class Batch:
             return "prefill"
         return "decode" if self.num_prefill_tokens == 0 else "mixed"
 
+    def composition(self) -> tuple[list[tuple[int, int]], list[int]]:
+        """(prefill chunks as (tokens, prior context), decode contexts): the form cost and performance models
+        and batch logs read, fixed at scheduling time (the items' requests keep changing afterwards)."""
+        prefills: list[tuple[int, int]] = []
+        decodes: list[int] = []
+        for item in self.items:
+            if item.is_prefill:
+                prefills.append((item.num_tokens, item.context))
+            else:
+                decodes.append(item.context)
+        return prefills, decodes
+
     def __len__(self) -> int:
         return len(self.items)
 

@@ -10,23 +10,24 @@ from __future__ import annotations
 
 from ascendra.batch import Batch
 from ascendra.hp_scheduler import HighPriorityScheduler
+from ascendra.instance import Instance
 from ascendra.lp_scheduler import LowPriorityScheduler
 from ascendra.request import Request
-from ascendra.sim.instance import SimInstance
+from ascendra.router import Move
 from ascendra.urgency import Predictor
 
 
 class AscendraController:
-    """The router of an Ascendra cluster (implements ``ascendra.sim.router.Router``)."""
+    """The router of an Ascendra cluster (implements ``ascendra.router.Router``)."""
 
-    def __init__(self, low: list[SimInstance], high: list[SimInstance], predictor: Predictor) -> None:
+    def __init__(self, low: list[Instance], high: list[Instance], predictor: Predictor) -> None:
         self.low = low
         self.high = high
         self.predictor = predictor
         self._lp_ids = {id(i) for i in low}
         self._next = 0
 
-    def route(self, request: Request, now: float) -> SimInstance:
+    def route(self, request: Request, now: float) -> Instance:
         for instance in self.high:
             scheduler: HighPriorityScheduler = instance.scheduler  # type: ignore[assignment]
             if scheduler.grants_ticket():
@@ -35,7 +36,7 @@ class AscendraController:
         self._next = (self._next + 1) % len(self.low)
         return instance
 
-    def moves_after(self, instance: SimInstance, batch: Batch, now: float) -> list[tuple[Request, SimInstance]]:
+    def moves_after(self, instance: Instance, batch: Batch, now: float) -> list[Move]:
         if id(instance) not in self._lp_ids:
             return []
         scheduler: LowPriorityScheduler = instance.scheduler  # type: ignore[assignment]
@@ -48,5 +49,5 @@ class AscendraController:
             request.offload_time = now
             target = min(self.high, key=lambda i: (queued[id(i)], i.scheduler.num_running))
             queued[id(target)] += 1
-            moves.append((request, target))
+            moves.append(Move(request, target))
         return moves

@@ -11,6 +11,9 @@ from ascendra.gpus import GpuSpec
 from ascendra.models import ModelSpec
 from ascendra.request import Request
 
+#: Tokens per KV block: the design's (and vLLM's) 16. The one definition: everything that sizes or addresses KV
+#: blocks (block managers, KV sizing, the engine's pool, live runs, benchmarks) takes a block size defaulting to it.
+DEFAULT_BLOCK_SIZE = 16
 GiB = 1024**3
 
 # What vLLM's memory profiling run keeps out of the KV pool besides weights and activations: the CUDA context,
@@ -31,7 +34,7 @@ class BlockManager:
 
     __slots__ = ("num_blocks", "block_size", "_free", "_tables")
 
-    def __init__(self, num_blocks: int, block_size: int = 16) -> None:
+    def __init__(self, num_blocks: int, block_size: int = DEFAULT_BLOCK_SIZE) -> None:
         if num_blocks <= 0 or block_size <= 0:
             raise UserError(f"a KV cache needs positive blocks and block size, got {num_blocks} x {block_size}")
         self.num_blocks = num_blocks
@@ -119,7 +122,7 @@ class BlockManager:
         return len(table)
 
 
-def kv_bytes_per_block(model: ModelSpec, tp: int = 1, block_size: int = 16) -> int:
+def kv_bytes_per_block(model: ModelSpec, tp: int = 1, block_size: int = DEFAULT_BLOCK_SIZE) -> int:
     """Bytes of one KV block on one GPU of a TP group: layers x (K, V) x KV heads x head dim x dtype x slots / TP."""
     return model.kv_bytes_per_token(tp) * block_size
 
@@ -144,7 +147,7 @@ def num_kv_blocks(
     tp: int = 1,
     gpu_memory_utilization: float = 0.9,
     activation_reserve_bytes: int | None = None,
-    block_size: int = 16,
+    block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> int:
     """KV blocks one GPU of a TP group can hold, the way vLLM sizes its pool.
 

@@ -1,36 +1,69 @@
-"""Model shapes: the one table every component (cost model, performance model, KV sizing, engine) reads."""
+"""Model shapes: the one table, and the one shape type, every component reads.
+
+``ModelSpec`` is the only place a model's shape fields are defined. The cost model's per-op work
+(``ascendra.costmodel.shapes``), KV sizing (``ascendra.kv_cache``), the performance model's work counts and the
+engine's config (``EngineConfig.shape``) all read a ``ModelSpec``; a HF ``config.json`` becomes one through
+``ModelSpec.from_hf_dict`` / ``from_hf_config``, so any Llama-family checkpoint's shape can be simulated too.
+Each shape field carries its HF ``config.json`` key, the only copy of the mapping between the two spellings.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
 
 from ascendra.errors import UserError
 
 
+def _shape(hf_key: str, *, architecture: bool = True) -> Any:
+    """A shape field: its key in a HF ``config.json``, and whether the weights' shapes depend on it."""
+    return field(metadata={"hf_key": hf_key, "architecture": architecture})
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """Shape of a Llama-family decoder, as far as serving cost and memory are concerned."""
+    """Shape of a Llama-family decoder (SwiGLU MLP, GQA attention), as far as serving cost and memory are concerned.
+
+    Invalid shapes (non-positive sizes, query heads not a multiple of KV heads) are a UserError, whichever way
+    the spec was made (the table, a ``config.json``, a profile).
+    """
 
     name: str
     hf_id: str
-    num_layers: int
-    hidden: int
-    ffn: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    vocab: int
-    max_model_len: int
+    num_layers: int = _shape("num_hidden_layers")
+    hidden: int = _shape("hidden_size")
+    ffn: int = _shape("intermediate_size")
+    num_heads: int = _shape("num_attention_heads")
+    num_kv_heads: int = _shape("num_key_value_heads")
+    head_dim: int = _shape("head_dim")
+    vocab: int = _shape("vocab_size")
+    max_model_len: int = _shape("max_position_embeddings", architecture=False)
     default_tp: int = 1
     dtype_bytes: int = 2
 
+    def __post_init__(self) -> None:
+        for name, key in HF_KEYS.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise UserError(f"model {self.name}: {key} must be a positive integer, got {value!r}")
+        if self.num_heads % self.num_kv_heads:
+            raise UserError(
+                f"model {self.name}: num_attention_heads ({self.num_heads}) must be a multiple of "
+                f"num_key_value_heads ({self.num_kv_heads})"
+            )
+
+    @property
+    def linear_params_per_layer(self) -> int:
+        """Weights of one layer's GEMMs: fused QKV, attention output, SwiGLU gate + up and down projections."""
+        q, kv = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        return self.hidden * (q + 2 * kv) + q * self.hidden + 3 * self.hidden * self.ffn
+
     @property
     def num_params(self) -> int:
-        """Parameter count: attention + SwiGLU MLP + two norms per layer, embeddings and an untied LM head."""
-        attn = self.hidden * (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
-        attn += self.num_heads * self.head_dim * self.hidden
-        mlp = 3 * self.hidden * self.ffn
-        per_layer = attn + mlp + 2 * self.hidden
+        """Parameter count: the GEMMs and two norms per layer, embeddings, final norm and an untied LM head."""
+        per_layer = self.linear_params_per_layer + 2 * self.hidden
         return self.num_layers * per_layer + 2 * self.vocab * self.hidden + self.hidden
 
     @property
@@ -40,6 +73,94 @@ class ModelSpec:
     def kv_bytes_per_token(self, tp: int = 1) -> int:
         """Bytes of K and V cached per token on one GPU of a TP group."""
         return self.num_layers * 2 * self.num_kv_heads * self.head_dim * self.dtype_bytes // tp
+
+    def valid_tp(self, tp: int) -> bool:
+        """Whether TP ``tp`` splits both the query and the KV heads evenly (KV heads are never replicated here)."""
+        return tp >= 1 and self.num_heads % tp == 0 and self.num_kv_heads % tp == 0
+
+    def architecture(self) -> dict[str, int]:
+        """The fields the weights' shapes depend on (not the name, context length or serving defaults), in field
+        order: two specs with equal architectures run the same checkpoints and cost the same per layer."""
+        return {name: getattr(self, name) for name in ARCHITECTURE}
+
+    def to_hf_dict(self) -> dict[str, int]:
+        """The shape as HF ``config.json`` keys (the architecture and numerics keys are the engine's to add)."""
+        return {key: getattr(self, name) for name, key in HF_KEYS.items()}
+
+    @classmethod
+    def from_hf_dict(cls, cfg: dict[str, Any], name: str = "custom", hf_id: str | None = None) -> ModelSpec:
+        """The shape of a HF ``config.json`` dict (HF defaults for the optional keys); bad fields are a UserError.
+
+        Only the shape is read here; whether the engine supports the architecture is ``EngineConfig``'s check."""
+        if not isinstance(cfg, dict):
+            raise UserError(f"model config must be a JSON object, got {type(cfg).__name__}")
+        keys = HF_KEYS
+        hidden = hf_field(cfg, keys["hidden"], int)
+        heads = hf_field(cfg, keys["num_heads"], int)
+        head_dim = hf_field(cfg, keys["head_dim"], int, None)
+        if head_dim is None:
+            if heads <= 0 or hidden % heads:
+                raise UserError(
+                    f"model config: hidden_size ({hidden}) is not divisible by num_attention_heads "
+                    f"({heads}) and no head_dim is given"
+                )
+            head_dim = hidden // heads
+        return cls(
+            name=name,
+            hf_id=name if hf_id is None else hf_id,
+            num_layers=hf_field(cfg, keys["num_layers"], int),
+            hidden=hidden,
+            ffn=hf_field(cfg, keys["ffn"], int),
+            num_heads=heads,
+            num_kv_heads=hf_field(cfg, keys["num_kv_heads"], int, heads),
+            head_dim=head_dim,
+            vocab=hf_field(cfg, keys["vocab"], int),
+            max_model_len=hf_field(cfg, keys["max_model_len"], int, 2048),
+        )
+
+    @classmethod
+    def from_hf_config(cls, path: str | Path) -> ModelSpec:
+        """The shape of a ``config.json`` (or the one in a checkpoint directory), named after its directory."""
+        cfg, name = read_hf_config(path)
+        return cls.from_hf_dict(cfg, name)
+
+
+#: ModelSpec shape field -> its HF ``config.json`` key, in field order (derived from the field definitions).
+HF_KEYS: dict[str, str] = {f.name: f.metadata["hf_key"] for f in fields(ModelSpec) if "hf_key" in f.metadata}
+#: The shape fields that set the weights' shapes, in field order.
+ARCHITECTURE: tuple[str, ...] = tuple(f.name for f in fields(ModelSpec) if f.metadata.get("architecture"))
+
+_MISSING: Any = object()
+
+
+def hf_field(cfg: dict[str, Any], key: str, kind: type, default: Any = _MISSING) -> Any:
+    """A typed ``config.json`` field: missing without a default, or of the wrong type, is a UserError naming it.
+
+    An explicit ``null`` reads as the default where there is one (HF writes ``null`` for "not set")."""
+    value = cfg.get(key, _MISSING)
+    if value is _MISSING or (value is None and default is not _MISSING):
+        if default is _MISSING:
+            raise UserError(f"model config: missing field {key!r}")
+        return default
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise UserError(f"model config: field {key!r} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def read_hf_config(path: str | Path) -> tuple[dict[str, Any], str]:
+    """A ``config.json`` (or the one inside a checkpoint directory) and the name it goes by (its directory's)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "config.json"
+    if not p.is_file():
+        raise UserError(f"model config not found: {p}")
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read model config {p}: {exc}") from None
+    return data, p.parent.name or "custom"
 
 
 MODELS: dict[str, ModelSpec] = {

@@ -32,6 +32,8 @@ class BasePolicy(ABC):
     A request whose KV footprint at its longest (``prompt + output - 1`` slots: the last output token is never
     fed back) exceeds the whole pool could never finish; ``add`` rejects it into ``rejected`` (its ``dropped``
     flag set) for the runtime to drain and record. Policies add their own reasons via ``_reject_reason``.
+
+    A router moves a request with ``release`` here; its target ``adopt``s it with its KV (or ``add``s it, without).
     """
 
     #: Admission: skip a waiting request that does not fit and try the next (True), or stop at it (False, FCFS
@@ -64,6 +66,42 @@ class BasePolicy(ABC):
             self._reject(request)
             return
         self.waiting.append(request)
+
+    def release(self, request: Request) -> int:
+        """Remove a waiting or running request (a router moves it away), freeing its KV blocks; returns the KV
+        tokens it held: ``num_computed`` if it was running, 0 if it was waiting (waiting requests hold no KV).
+
+        A request in the batch just scheduled must not be released: that batch computes it here."""
+        if request in self.running:
+            self.running.remove(request)
+            self.blocks.free(request)
+            return request.num_computed
+        if request not in self.waiting:
+            raise ValueError(f"request {request.id} is neither waiting nor running here")
+        self._take_waiting(request)
+        return 0
+
+    def adopt(self, request: Request, now: float) -> None:
+        """Take in a request arriving with ``request.num_computed`` > 0 tokens of KV: reserve its blocks (its
+        whole ``prefill_target`` if still in prefill, as admission does) and put it in ``running`` to continue
+        with its next decode or prefill chunk.
+
+        When it cannot continue here now (a running slot or the blocks are lacking, or it is mid-prefill and
+        this policy only runs whole prefills), its KV is dropped instead: ``request.preempt()`` and to the
+        front of ``waiting``, exactly as if it had been preempted here, so it recomputes rather than wait for
+        room nobody may free. A request that could never be served here is rejected, as ``add`` does."""
+        if self._reject_reason(request) is not None:
+            self._reject(request)
+            return
+        need = max(request.num_computed, request.prefill_target)
+        whole_prefill_only = request.in_prefill and self.whole_prefill_budget is not None
+        if len(self.running) < self.max_num_seqs and not whole_prefill_only and self.blocks.can_grow(request, need):
+            self.blocks.grow(request, need)
+            self.running.append(request)
+            return
+        request.preempt()
+        self.waiting.appendleft(request)
+        self.num_preemptions += 1
 
     def drain_rejected(self) -> list[Request]:
         """The requests rejected since the last call; the runtime records them as dropped."""

@@ -1,10 +1,21 @@
-"""Live state of one request inside a serving system; the source of its per-request record."""
+"""A request: what a workload hands to a serving system (``RequestSpec``), and its live state inside it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workloads.spec import RequestSpec
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    """One request: when it arrives (seconds from the start), how long its prompt is and how many tokens it must
+    generate (benchmarks ignore EOS, so the output length is fixed). Prompt token ids are kept when the source
+    has text, so a real engine can run the exact prompt."""
+
+    request_id: int
+    arrival: float
+    prompt_tokens: int
+    output_tokens: int
+    prompt_ids: tuple[int, ...] | None = None
 
 
 @dataclass(eq=False, slots=True)

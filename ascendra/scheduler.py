@@ -27,5 +27,13 @@ class Scheduler(Protocol):
     def has_work(self) -> bool:
         """True while any request is waiting or running here."""
 
+    def release(self, request: Request) -> int:
+        """Take ``request`` out of this instance, waiting or running, freeing its KV blocks, for a router to move
+        it; returns the tokens of KV it held (``request.num_computed`` if it was running, else 0)."""
+
+    def adopt(self, request: Request, now: float) -> None:
+        """A request arrives with ``request.num_computed`` > 0 tokens of KV (moved from another instance): take
+        over its KV and continue it from where it stopped, or recompute it when it cannot be taken in now."""
+
     def drain_rejected(self) -> list[Request]:
         """The requests dropped here since the last call (``dropped`` set, no KV held), for the runtime to record."""

@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from ascendra.config import VALUE_FUNCTIONS
 from ascendra.errors import UserError
 from ascendra.perfmodel import PerfModel
 from ascendra.perfmodel.work import BatchStats
 from ascendra.request import Request
+
+#: The value functions ``value_function`` knows, the paper's first.
+VALUE_FUNCTIONS = ("edf", "basic", "sjf")
 
 
 class Predictor:

@@ -11,18 +11,21 @@ import numpy as np
 import pytest
 
 from ascendra.costmodel import packaged_path
-from ascendra.costmodel.calibrate import calibrate, default_data_dir, layer_shape, valid_tp, write_json
+from ascendra.costmodel.calibrate import calibrate, default_data_dir, write_json
 from ascendra.costmodel.model import PiecewiseLinear
-from ascendra.costmodel.shapes import LAYER_OPS, LayerShape
+from ascendra.costmodel.profiles import read_compute_profile
+from ascendra.costmodel.shapes import LAYER_OPS, distance_to, lm_head_work, ratios_to
 from ascendra.costmodel.tables import EXTEND_TO, compact_table, isotonic, sample, simplify
 from ascendra.errors import UserError
-from ascendra.models import get_model
+from ascendra.models import ModelSpec, get_model
 
 DATA = default_data_dir()
 
-# The profiled shapes (from the profile files' shape columns).
-LLAMA3_8B = LayerShape(hidden=4096, ffn=14336, num_heads=32, num_kv_heads=8, head_dim=128, vocab=128256)
-LLAMA2_7B = LayerShape(hidden=4096, ffn=11008, num_heads=32, num_kv_heads=32, head_dim=128, vocab=32000)
+# The profiled shapes (from the profile files' shape columns), as ``profiles.profile_shape`` builds them.
+LLAMA3_8B = ModelSpec("a100/meta-llama/Meta-Llama-3-8B", "meta-llama/Meta-Llama-3-8B", 1, 4096, 14336, 32, 8, 128,
+                      128256, 32768)  # fmt: skip
+LLAMA2_7B = ModelSpec("a100/meta-llama/Llama-2-7b-hf", "meta-llama/Llama-2-7b-hf", 1, 4096, 11008, 32, 32, 128,
+                      32000, 4096)  # fmt: skip
 
 
 def test_isotonic_removes_dips_and_keeps_monotone_input() -> None:
@@ -60,24 +63,25 @@ def test_compact_table_is_monotone_and_spans_to_the_end() -> None:
 
 
 def test_flop_ratios_of_identical_and_scaled_shapes() -> None:
-    llama31 = layer_shape(get_model("llama-3.1-8b"))
-    assert llama31.ratios_to(LLAMA3_8B, 2) == dict.fromkeys(LAYER_OPS, 1.0)
-    assert llama31.distance_to(LLAMA3_8B) == 0.0
+    llama31 = get_model("llama-3.1-8b")
+    assert ratios_to(llama31, LLAMA3_8B, 2) == dict.fromkeys(LAYER_OPS, 1.0)
+    assert distance_to(llama31, LLAMA3_8B) == 0.0  # layer count and context length do not enter the work
     # Llama-3 on Llama-2's profile: GQA halves the QKV projection, the wider MLP adds 14336/11008.
-    r = llama31.ratios_to(LLAMA2_7B, 1)
+    r = ratios_to(llama31, LLAMA2_7B, 1)
     assert r["attn_pre_proj"] == pytest.approx(0.5)
     assert r["mlp_up_proj"] == r["mlp_down_proj"] == pytest.approx(14336 / 11008)
     assert r["attn_post_proj"] == r["input_layernorm"] == 1.0
     # qwen-14b is closer to the Llama-3-8B profile than to Llama-2-7B.
-    qwen = layer_shape(get_model("qwen-14b"))
-    assert qwen.distance_to(LLAMA3_8B) < qwen.distance_to(LLAMA2_7B)
-    assert qwen.ratios_to(LLAMA3_8B, 2)["attn_post_proj"] == pytest.approx((5120 / 4096) ** 2)
-    assert qwen.lm_head_work(2) == 5120 * 152064 / 2
+    qwen = get_model("qwen-14b")
+    assert distance_to(qwen, LLAMA3_8B) < distance_to(qwen, LLAMA2_7B)
+    assert ratios_to(qwen, LLAMA3_8B, 2)["attn_post_proj"] == pytest.approx((5120 / 4096) ** 2)
+    assert lm_head_work(qwen, 2) == 5120 * 152064 / 2
 
 
 def test_valid_tp_requires_even_head_split() -> None:
-    assert valid_tp(get_model("tiny"), 2) and not valid_tp(get_model("tiny"), 4)
-    assert valid_tp(get_model("qwen-14b"), 4) and not valid_tp(get_model("qwen-14b"), 3)
+    assert get_model("tiny").valid_tp(2) and not get_model("tiny").valid_tp(4)
+    assert get_model("qwen-14b").valid_tp(4) and not get_model("qwen-14b").valid_tp(3)
+    assert not get_model("tiny").valid_tp(0)
 
 
 def test_missing_data_dir_is_a_user_error(tmp_path: Path) -> None:
@@ -115,6 +119,15 @@ def _assert_same(a: object, b: object, where: str = "") -> None:
         assert math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-9), f"{where}: {a} != {b}"  # type: ignore[arg-type]
     else:
         assert a == b, where
+
+
+def test_a_profile_row_becomes_a_one_layer_model_spec() -> None:
+    path = DATA / "profiles" / "compute" / "a100" / "meta-llama" / "Meta-Llama-3-8B" / "mlp.csv"
+    if not path.is_file():
+        pytest.skip(f"reference profiles not found at {DATA} (set ASCENDRA_DATA_DIR)")
+    profile = read_compute_profile(path, "a100/meta-llama/Meta-Llama-3-8B")
+    assert profile.shape == LLAMA3_8B
+    assert profile.shape.architecture() == {**get_model("llama-3.1-8b").architecture(), "num_layers": 1}
 
 
 @pytest.fixture(scope="module")

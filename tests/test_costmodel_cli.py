@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import ascendra.cli.main  # noqa: F401  (registers the commands)
-from ascendra.cli.app import app
+import ascendra.harness.cli.main  # noqa: F401  (registers the commands)
 from ascendra.costmodel.calibrate import default_data_dir
+from ascendra.harness.cli.app import app
 
 runner = CliRunner()
 DATA = default_data_dir()

@@ -14,8 +14,7 @@ from ascendra.costmodel import CostModel, packaged_path
 from ascendra.errors import UserError
 from ascendra.gpus import get_gpu
 from ascendra.models import MODELS, get_model
-from ascendra.request import Request
-from workloads.spec import RequestSpec
+from ascendra.request import Request, RequestSpec
 
 LLAMA_A100 = CostModel.load("llama-3.1-8b", "a100-80gb")
 

@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from ascendra.engine.bench import BENCH_MODELS, resolve_bench_model, run_engine_bench  # noqa: E402
 from ascendra.errors import UserError  # noqa: E402
+from ascendra.harness.bench_engine import BENCH_MODELS, resolve_bench_model, run_engine_bench  # noqa: E402
 from ascendra.models import get_model  # noqa: E402
 
 
@@ -28,7 +28,7 @@ def test_bench_rows_for_tiny_model() -> None:
 
 def test_bench_models_and_errors() -> None:
     assert 95e6 < BENCH_MODELS["llama-100m"].num_params < 105e6
-    assert resolve_bench_model(get_model("tiny")).name == "tiny"
+    assert resolve_bench_model(get_model("tiny")).shape == get_model("tiny")
     with pytest.raises(UserError, match="unknown model 'nope'"):
         resolve_bench_model("nope")
     with pytest.raises(UserError, match="batch sizes must be positive"):

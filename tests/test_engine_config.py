@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 from ascendra.engine.config import EngineConfig  # noqa: E402
 from ascendra.engine.kv_pool import PagedKVCache  # noqa: E402
 from ascendra.errors import UserError  # noqa: E402
-from ascendra.kv_cache import kv_bytes_per_block  # noqa: E402
-from ascendra.models import MODELS, get_model  # noqa: E402
+from ascendra.kv_cache import DEFAULT_BLOCK_SIZE, kv_bytes_per_block  # noqa: E402
+from ascendra.models import MODELS, ModelSpec, get_model  # noqa: E402
 
 LLAMA = {
     "model_type": "llama",
@@ -41,7 +41,7 @@ LLAMA = {
 
 def test_llama31_config_parses_with_llama3_rope() -> None:
     cfg = EngineConfig.from_hf_dict(LLAMA)
-    assert (cfg.num_layers, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim) == (32, 32, 8, 128)
+    assert (cfg.shape.num_layers, cfg.shape.num_heads, cfg.shape.num_kv_heads, cfg.shape.head_dim) == (32, 32, 8, 128)
     assert cfg.rope_scaling.rope_type == "llama3" and cfg.rope_scaling.factor == 8.0
     assert cfg.rope_theta == 500000.0 and not cfg.qkv_bias and cfg.sliding_window is None
     assert cfg.num_params == get_model("llama-3.1-8b").num_params
@@ -117,21 +117,44 @@ def test_from_json_file_errors(tmp_path) -> None:
     with pytest.raises(UserError, match="cannot read model config"):
         EngineConfig.from_json_file(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps(LLAMA))
-    assert EngineConfig.from_json_file(tmp_path).hidden_size == 4096
+    assert EngineConfig.from_json_file(tmp_path).shape.hidden == 4096
+
+
+def test_a_config_json_is_a_model_spec_the_simulator_can_use(tmp_path) -> None:
+    """The engine's shape is a ModelSpec: a checkpoint's config.json has the table model's architecture."""
+    (tmp_path / "Llama-3.1-8B").mkdir()
+    (tmp_path / "Llama-3.1-8B" / "config.json").write_text(json.dumps(LLAMA))
+    spec = ModelSpec.from_hf_config(tmp_path / "Llama-3.1-8B")
+    assert spec == EngineConfig.from_json_file(tmp_path / "Llama-3.1-8B").shape
+    table = get_model("llama-3.1-8b")
+    assert spec.name == "Llama-3.1-8B" and spec.max_model_len == 131072
+    assert spec.architecture() == table.architecture() and spec.num_params == table.num_params
+    assert spec.to_hf_dict() == {k: {**LLAMA, "head_dim": 128}[k] for k in spec.to_hf_dict()}
+
+
+def test_invalid_shapes_are_user_errors_however_made() -> None:
+    with pytest.raises(UserError, match="vocab_size must be a positive integer"):
+        ModelSpec("bad", "x", 2, 64, 128, 4, 2, 16, 0, 2048)
+    with pytest.raises(UserError, match="must be a multiple of num_key_value_heads"):
+        ModelSpec("bad", "x", 2, 64, 128, 4, 3, 16, 512, 2048)
+    with pytest.raises(UserError, match="head_dim must be even"):
+        EngineConfig(ModelSpec("odd", "x", 2, 60, 128, 4, 2, 15, 512, 2048))
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_from_model_spec_matches_table_shapes(name: str) -> None:
     spec = get_model(name)
     cfg = EngineConfig.from_model_spec(spec)
-    assert cfg.num_params == spec.num_params
-    assert cfg.max_position_embeddings == spec.max_model_len and cfg.name == name
+    assert cfg.shape is spec and cfg.num_params == spec.num_params
+    assert EngineConfig.from_hf_dict(cfg.to_hf_dict(), name).shape.architecture() == spec.architecture()
 
 
 def test_kv_block_bytes_matches_table_and_pool() -> None:
     spec = get_model("llama-3.1-8b")
     cfg = EngineConfig.from_model_spec(spec)
-    assert PagedKVCache.block_bytes(cfg, 16, torch.float16) == kv_bytes_per_block(spec, block_size=16)
+    assert PagedKVCache.block_bytes(cfg, dtype=torch.float16) == kv_bytes_per_block(spec)
+    assert PagedKVCache.block_bytes(cfg, 8, torch.float16) * 2 == kv_bytes_per_block(spec, block_size=16)
+    assert DEFAULT_BLOCK_SIZE == 16
     tiny = EngineConfig.from_model_spec(get_model("tiny"))
     pool = PagedKVCache(tiny, num_blocks=3, block_size=8, dtype=torch.bfloat16)
     assert pool.num_bytes == 3 * PagedKVCache.block_bytes(tiny, 8, torch.bfloat16)

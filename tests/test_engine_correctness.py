@@ -14,8 +14,7 @@ from ascendra.engine import Engine, EngineConfig, dummy_weights  # noqa: E402
 from ascendra.engine.reference import reference_logits  # noqa: E402
 from ascendra.errors import UserError  # noqa: E402
 from ascendra.models import get_model  # noqa: E402
-from ascendra.request import Request  # noqa: E402
-from workloads.spec import RequestSpec  # noqa: E402
+from ascendra.request import Request, RequestSpec  # noqa: E402
 
 torch.set_num_threads(1)
 BLOCK = 4  # small blocks so sequences span many, non-contiguous blocks
@@ -131,7 +130,7 @@ def test_random_mixed_batches_match_dense_reference(name: str, device: str) -> N
     engine = Engine(cfg, weights, num_blocks=96, block_size=BLOCK, device=device)
     blocks = Blocks(96, seed=1)
     rng = random.Random(3)
-    requests = [make_request(i, rng.randint(1, 40), rng.randint(1, 12), cfg.vocab_size, seed=1) for i in range(7)]
+    requests = [make_request(i, rng.randint(1, 40), rng.randint(1, 12), cfg.shape.vocab, seed=1) for i in range(7)]
     checked: list[tuple[Request, int, torch.Tensor]] = []  # (request, first position, logits)
     preempted = False
     while not all(r.finished for r in requests):
@@ -170,7 +169,7 @@ def test_greedy_output_invariant_to_chunking_batching_and_preemption(name: str, 
     lens = [(23, 9), (5, 14), (37, 6), (12, 11)]
 
     def fresh() -> list[Request]:
-        return [make_request(i, p, o, cfg.vocab_size, seed=2) for i, (p, o) in enumerate(lens)]
+        return [make_request(i, p, o, cfg.shape.vocab, seed=2) for i, (p, o) in enumerate(lens)]
 
     def engine() -> Engine:
         return Engine(cfg, weights, num_blocks=64, block_size=BLOCK, device=device)
@@ -192,7 +191,7 @@ def test_temperature_sampling_is_seeded_and_varies() -> None:
 
     def run(seed: int) -> dict[int, list[int]]:
         engine = Engine(cfg, weights, num_blocks=32, block_size=BLOCK, temperature=1.0, seed=seed)
-        reqs = [make_request(i, 10, 20, cfg.vocab_size, seed=4) for i in range(2)]
+        reqs = [make_request(i, 10, 20, cfg.shape.vocab, seed=4) for i in range(2)]
         return generate(engine, Blocks(32), reqs, budget=64)
 
     assert run(1) == run(1)
@@ -205,11 +204,11 @@ def test_temperature_sampling_is_seeded_and_varies() -> None:
 def test_reduced_precision_tracks_fp32(device: str) -> None:
     cfg = CONFIGS["llama3-rope"]
     weights = dummy_weights(cfg, seed=5, std=0.2, device=device)
-    ids = make_request(0, 30, 1, cfg.vocab_size, seed=5)
+    ids = make_request(0, 30, 1, cfg.shape.vocab, seed=5)
     ref = reference_logits(cfg, weights, list(ids.spec.prompt_ids))
     for dtype, tol in (("bf16", 0.15), ("fp16", 0.03)):
         engine = Engine(cfg, weights, num_blocks=16, block_size=BLOCK, device=device, dtype=dtype)
-        req = make_request(0, 30, 1, cfg.vocab_size, seed=5)
+        req = make_request(0, 30, 1, cfg.shape.vocab, seed=5)
         batch = Batch()
         batch.add(req, 30, True)
         got = engine.logits(batch, {0: list(range(8))})[0]
@@ -227,7 +226,7 @@ def test_bad_batches_are_rejected() -> None:
         engine.execute(batch, {1: [0, 1]})
     synthetic = Engine(cfg, dummy_weights(cfg), num_blocks=8, block_size=BLOCK, synthetic_prompts=True)
     assert synthetic.execute(batch, {1: [0, 1]}) == synthetic.execute(batch, {1: [2, 3]})
-    req = make_request(2, 6, 2, cfg.vocab_size, seed=0)
+    req = make_request(2, 6, 2, cfg.shape.vocab, seed=0)
     batch = Batch()
     batch.add(req, 6, True)
     with pytest.raises(ValueError, match="cannot hold 6 tokens"):
@@ -239,7 +238,7 @@ def test_bad_batches_are_rejected() -> None:
     decode.add(req, 1, False)
     with pytest.raises(ValueError, match="must be appended to request.output_ids"):
         engine.execute(decode, {2: [0, 1]})
-    long = make_request(3, cfg.max_position_embeddings + 1, 1, cfg.vocab_size, seed=0)
+    long = make_request(3, cfg.shape.max_model_len + 1, 1, cfg.shape.vocab, seed=0)
     batch = Batch()
     batch.add(long, long.prompt_len, True)
     with pytest.raises(UserError, match="exceeds the model's maximum"):

@@ -10,10 +10,9 @@ torch = pytest.importorskip("torch")
 from ascendra.engine import Engine, EngineConfig, dummy_weights  # noqa: E402
 from ascendra.kv_cache import BlockManager  # noqa: E402
 from ascendra.policy import BasePolicy  # noqa: E402
-from ascendra.request import Request  # noqa: E402
+from ascendra.request import Request, RequestSpec  # noqa: E402
 from baselines.sarathi import SarathiScheduler  # noqa: E402
 from baselines.vllm import VllmScheduler  # noqa: E402
-from workloads.spec import RequestSpec  # noqa: E402
 
 torch.set_num_threads(1)
 CFG = EngineConfig.from_hf_dict(
@@ -35,7 +34,7 @@ LENS = [(30, 12), (7, 20), (45, 5), (18, 16), (26, 9), (11, 14)]
 def requests() -> list[Request]:
     out = []
     for i, (p, o) in enumerate(LENS):
-        ids = torch.randint(CFG.vocab_size, (p,), generator=torch.Generator().manual_seed(100 + i)).tolist()
+        ids = torch.randint(CFG.shape.vocab, (p,), generator=torch.Generator().manual_seed(100 + i)).tolist()
         out.append(Request(RequestSpec(i, 0.0, p, o, tuple(ids))))
     return out
 

@@ -12,8 +12,7 @@ transformers = pytest.importorskip("transformers")
 
 from ascendra.batch import Batch  # noqa: E402
 from ascendra.engine import Engine, EngineConfig, dummy_weights, load_weights, save_checkpoint  # noqa: E402
-from ascendra.request import Request  # noqa: E402
-from workloads.spec import RequestSpec  # noqa: E402
+from ascendra.request import Request, RequestSpec  # noqa: E402
 
 torch.set_num_threads(1)
 BASE = {
@@ -58,7 +57,7 @@ def test_engine_matches_transformers(name: str, tmp_path) -> None:
     ).eval()
     loaded = EngineConfig.from_json_file(tmp_path)
     engine = Engine(loaded, load_weights(tmp_path, loaded), num_blocks=32, block_size=8)
-    ids = torch.randint(cfg.vocab_size, (70,), generator=torch.Generator().manual_seed(1)).tolist()
+    ids = torch.randint(cfg.shape.vocab, (70,), generator=torch.Generator().manual_seed(1)).tolist()
     with torch.no_grad():
         expected = hf(torch.tensor([ids])).logits[0].float()
 

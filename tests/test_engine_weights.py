@@ -66,7 +66,7 @@ def test_loading_errors(tmp_path) -> None:
     save_file(partial, str(tmp_path / "model.safetensors"))
     with pytest.raises(UserError, match="missing tensor 'model.layers.1.mlp.down_proj.weight'"):
         load_weights(tmp_path, CFG)
-    bad = dict(w, **{"model.norm.weight": torch.ones(CFG.hidden_size + 1)})
+    bad = dict(w, **{"model.norm.weight": torch.ones(CFG.shape.hidden + 1)})
     save_file(bad, str(tmp_path / "model.safetensors"))
     with pytest.raises(UserError, match=r"'model.norm.weight' in model.safetensors has shape \[65\]"):
         load_weights(tmp_path, CFG)

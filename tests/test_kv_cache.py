@@ -10,10 +10,9 @@ from hypothesis import strategies as st
 
 from ascendra.errors import UserError
 from ascendra.gpus import get_gpu
-from ascendra.kv_cache import BlockManager, KVCacheError, kv_bytes_per_block, num_kv_blocks
+from ascendra.kv_cache import DEFAULT_BLOCK_SIZE, BlockManager, KVCacheError, kv_bytes_per_block, num_kv_blocks
 from ascendra.models import get_model
-from ascendra.request import Request
-from workloads.spec import RequestSpec
+from ascendra.request import Request, RequestSpec
 
 
 def req(request_id: int, prompt: int = 10, output: int = 5) -> Request:
@@ -159,6 +158,14 @@ def test_num_kv_blocks_llama_a100_by_hand() -> None:
     assert num_kv_blocks(model, gpu, 1, 0.9, activation_reserve_bytes=1024**3) == 29_205 - 512
     # The default estimate keeps a couple of GiB out: still tens of thousands of blocks (~450K tokens).
     assert 27_000 < num_kv_blocks(model, gpu) < 29_205
+
+
+def test_block_size_defaults_to_the_one_constant_and_is_configurable() -> None:
+    model, gpu = get_model("llama-3.1-8b"), get_gpu("a100-80gb")
+    assert BlockManager(4).block_size == DEFAULT_BLOCK_SIZE == 16
+    assert kv_bytes_per_block(model, block_size=32) == 2 * kv_bytes_per_block(model)
+    reserve = {"activation_reserve_bytes": 0}
+    assert num_kv_blocks(model, gpu, block_size=32, **reserve) == num_kv_blocks(model, gpu, **reserve) // 2
 
 
 def test_num_kv_blocks_tensor_parallel_shards_weights_and_kv() -> None:

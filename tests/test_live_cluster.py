@@ -8,13 +8,12 @@ import time
 import pytest
 
 from ascendra.batch import Batch
+from ascendra.instance import Instance
 from ascendra.kv_cache import BlockManager
 from ascendra.live.cluster import LiveCluster, StallError
-from ascendra.request import Request
-from ascendra.sim.instance import SimInstance
-from ascendra.sim.router import RoundRobinRouter
+from ascendra.request import Request, RequestSpec
+from ascendra.router import RoundRobinRouter
 from baselines.vllm import VllmScheduler
-from workloads.spec import RequestSpec
 
 
 def fake_executor(batch: Batch) -> float:
@@ -26,7 +25,7 @@ def fake_executor(batch: Batch) -> float:
 
 
 def cluster(executor=fake_executor, n: int = 1) -> LiveCluster:
-    nodes = [SimInstance(f"gpu{i}", VllmScheduler(BlockManager(16)), executor) for i in range(n)]
+    nodes = [Instance(f"gpu{i}", VllmScheduler(BlockManager(16)), executor) for i in range(n)]
     return LiveCluster(nodes, RoundRobinRouter(nodes))
 
 
@@ -59,14 +58,14 @@ class NeverSchedules(VllmScheduler):
 
 
 def test_work_that_no_instance_schedules_is_a_stall_not_a_hang() -> None:
-    node = SimInstance("gpu0", NeverSchedules(BlockManager(16)), fake_executor)
+    node = Instance("gpu0", NeverSchedules(BlockManager(16)), fake_executor)
     with pytest.raises(StallError, match="1 requests left"):
         LiveCluster([node], RoundRobinRouter([node])).run([RequestSpec(0, 0.0, 8, 2)])
 
 
 def test_requests_the_scheduler_rejects_are_dropped_and_the_run_ends() -> None:
     # 2 blocks of 16 slots cannot hold 40 prompt tokens: rejected at add, recorded as dropped.
-    node = SimInstance("gpu0", VllmScheduler(BlockManager(2)), fake_executor)
+    node = Instance("gpu0", VllmScheduler(BlockManager(2)), fake_executor)
     result = LiveCluster([node], RoundRobinRouter([node])).run([RequestSpec(0, 0.0, 40, 2), RequestSpec(1, 0.0, 8, 2)])
     by_id = {r.id: r for r in result.requests}
     assert by_id[0].dropped and not by_id[0].finished
@@ -79,7 +78,7 @@ class DropAll(RoundRobinRouter):
 
 
 def test_requests_the_router_drops_end_the_run() -> None:
-    node = SimInstance("gpu0", VllmScheduler(BlockManager(16)), fake_executor)
+    node = Instance("gpu0", VllmScheduler(BlockManager(16)), fake_executor)
     result = LiveCluster([node], DropAll([node])).run([RequestSpec(0, 0.0, 8, 2)])
     assert result.requests[0].dropped and node.num_batches == 0
 

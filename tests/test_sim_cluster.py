@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from ascendra.batch import Batch
+from ascendra.instance import Instance
 from ascendra.kv_cache import BlockManager
+from ascendra.request import RequestSpec
+from ascendra.router import RoundRobinRouter
 from ascendra.sim.cluster import Cluster
-from ascendra.sim.instance import SimInstance
-from ascendra.sim.router import RoundRobinRouter
 from baselines.sarathi import SarathiScheduler
 from baselines.vllm import VllmScheduler
-from workloads.spec import RequestSpec
 
 
 def linear_cost(batch: Batch) -> float:
@@ -23,7 +23,7 @@ TWO = [RequestSpec(0, 0.0, 10, 3), RequestSpec(1, 0.05, 20, 2)]
 
 
 def run(scheduler, specs=TWO):
-    instance = SimInstance("gpu0", scheduler, linear_cost)
+    instance = Instance("gpu0", scheduler, linear_cost)
     return Cluster([instance], RoundRobinRouter([instance])).run(specs)
 
 
@@ -52,7 +52,7 @@ def test_sarathi_two_requests_exact_timestamps():
 
 def test_round_robin_spreads_arrivals_and_records_instance_history():
     specs = [RequestSpec(i, 0.01 * i, 8, 2) for i in range(6)]
-    instances = [SimInstance(f"gpu{i}", VllmScheduler(BlockManager(64)), linear_cost) for i in range(3)]
+    instances = [Instance(f"gpu{i}", VllmScheduler(BlockManager(64)), linear_cost) for i in range(3)]
     result = Cluster(instances, RoundRobinRouter(instances)).run(specs)
     assert [r.instances for r in result.requests] == [[f"gpu{i % 3}"] for i in range(6)]
     assert all(r.finished and not r.dropped for r in result.requests)

@@ -14,7 +14,7 @@ How the numbers are derived (documented here because the runtime only sees the r
 - The profile is the GPU's own profile with the same layer shape where one exists (Llama-3-8B shapes on
   A100), otherwise the GPU's profile that needs the least scaling (sum over ops of |log FLOP ratio|);
   profiles of different GPUs are never mixed. Each op's median time is scaled by the ratio of the target's
-  work per token to the profiled shape's (``shapes.LayerShape``): exact for bandwidth-bound small batches
+  work per token to the profiled shape's (``shapes.op_work``): exact for bandwidth-bound small batches
   (weight bytes scale the same way) and for compute-bound large ones, approximate in between. A scaled-down
   op is never faster than the fastest kernel in the profile (the launch floor), which matters for ``tiny``.
 - The LM head is the profiled ``mlp_up_proj`` GEMM (hidden x 2*ffn) scaled by hidden*vocab / (hidden*2*ffn).
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ascendra.costmodel.model import FORMAT
+from ascendra.costmodel.model import FORMAT, calibrated_shape
 from ascendra.costmodel.params import chosen_params
 from ascendra.costmodel.profiles import (
     AllReduceProfile,
@@ -44,7 +44,7 @@ from ascendra.costmodel.profiles import (
     read_all_reduce_profile,
     read_compute_profile,
 )
-from ascendra.costmodel.shapes import LAYER_OPS, LayerShape
+from ascendra.costmodel.shapes import LAYER_OPS, distance_to, lm_head_work, op_work, ratios_to
 from ascendra.costmodel.tables import ABS_TOL_MS, REL_TOL, compact_table
 from ascendra.errors import UserError
 from ascendra.gpus import GPUS, GpuSpec
@@ -63,15 +63,6 @@ def default_data_dir() -> Path:
     """``$ASCENDRA_DATA_DIR`` or ``../shared/data`` next to the repository root."""
     env = os.environ.get("ASCENDRA_DATA_DIR")
     return Path(env) if env else repo_root() / ".." / "shared" / "data"
-
-
-def layer_shape(model: ModelSpec) -> LayerShape:
-    return LayerShape(model.hidden, model.ffn, model.num_heads, model.num_kv_heads, model.head_dim, model.vocab)
-
-
-def valid_tp(model: ModelSpec, tp: int) -> bool:
-    """TP must split both the query and the KV heads evenly (KV heads are not replicated here)."""
-    return tp >= 1 and model.num_heads % tp == 0 and model.num_kv_heads % tp == 0
 
 
 @dataclass(frozen=True)
@@ -103,8 +94,8 @@ def read_profiles(data_dir: Path) -> Profiles:
 
 
 def closest_profile(model: ModelSpec, candidates: list[ComputeProfile]) -> ComputeProfile:
-    shape = layer_shape(model)
-    return min(candidates, key=lambda p: (shape.distance_to(p.shape), p.name))
+    """The profile whose shape needs the least scaling to ``model``'s (ties: by name, so the choice is stable)."""
+    return min(candidates, key=lambda p: (distance_to(model, p.shape), p.name))
 
 
 def launch_floor(profile: ComputeProfile) -> float:
@@ -117,9 +108,8 @@ def derive_entry(model: ModelSpec, gpu: GpuSpec, tp: int, profiles: Profiles) ->
     profile = closest_profile(model, profiles.compute[gpu.name])
     if tp not in profile.tables:
         raise UserError(f"profile {profile.name} has no rows for TP {tp}")
-    shape = layer_shape(model)
-    ratios = shape.ratios_to(profile.shape, tp)
-    lm_ratio = shape.lm_head_work(tp) / profile.shape.op_work(tp)["mlp_up_proj"]
+    ratios = ratios_to(model, profile.shape, tp)
+    lm_ratio = lm_head_work(model, tp) / op_work(profile.shape, tp)["mlp_up_proj"]
     floor = launch_floor(profile)
     tokens, ops = profile.tables[tp]
     layer = sum(np.maximum(ratios[op] * ops[op], floor) for op in LAYER_OPS)
@@ -128,16 +118,7 @@ def derive_entry(model: ModelSpec, gpu: GpuSpec, tp: int, profiles: Profiles) ->
         "model": model.name,
         "gpu": gpu.name,
         "tp": tp,
-        "shape": {
-            "num_layers": model.num_layers,
-            "hidden": model.hidden,
-            "ffn": model.ffn,
-            "num_heads": model.num_heads,
-            "num_kv_heads": model.num_kv_heads,
-            "head_dim": model.head_dim,
-            "vocab": model.vocab,
-            "dtype_bytes": model.dtype_bytes,
-        },
+        "shape": calibrated_shape(model),
         "profile": profile.name,
         "op_scale": {op: float(f"{r:.6g}") for op, r in ratios.items()},
         "lm_head_scale": float(f"{lm_ratio:.6g}"),
@@ -171,7 +152,7 @@ def calibrate(data_dir: Path) -> dict[str, Any]:
     for model in MODELS.values():
         for gpu in GPUS.values():
             for tp in TP_DEGREES:
-                if valid_tp(model, tp):
+                if model.valid_tp(tp):
                     entries[entry_key(model.name, gpu.name, tp)] = derive_entry(model, gpu, tp, profiles)
     return {
         "format": FORMAT,

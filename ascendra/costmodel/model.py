@@ -62,6 +62,12 @@ def _parse_document(path: str, _stamp: int) -> dict[str, Any]:
     return doc
 
 
+def calibrated_shape(model: ModelSpec) -> dict[str, int]:
+    """What an entry is calibrated for: the architecture and the dtype. ``calibrate`` writes it and ``load``
+    compares the model against it, so a changed model table is caught instead of silently using stale times."""
+    return {**model.architecture(), "dtype_bytes": model.dtype_bytes}
+
+
 @dataclass(frozen=True, slots=True)
 class Breakdown:
     """Seconds of one iteration by component (the review table shows these)."""
@@ -125,7 +131,7 @@ class CostModel:
         self._lm_head = PiecewiseLinear(lm["seqs"], [t * _MS for t in lm["ms"]])
         flops_per_pair = 4 * model.num_heads * model.head_dim * layers / tp
         self._pair_s = flops_per_pair / (gpu_params["prefill_attention_efficiency"] * gpu.peak_flops)
-        kv_bytes = model.num_layers * 2 * model.num_kv_heads * model.head_dim * model.dtype_bytes / tp
+        kv_bytes = model.kv_bytes_per_token() / tp
         self._kv_token_s = kv_bytes / (gpu_params["decode_attention_bandwidth_efficiency"] * gpu.mem_bandwidth)
         self._launch_s = engine["attention_launch_ms"] * layers * _MS
         self._cpu_s = engine["cpu_overhead_ms"] * _MS
@@ -154,8 +160,7 @@ class CostModel:
         if gspec.name not in doc["gpus"]:
             raise UserError(f"cost model file has no parameters for GPU {gspec.name}")
         shape = entry["shape"]
-        mine = {k: getattr(spec, k) for k in shape}
-        if mine != shape:
+        if calibrated_shape(spec) != shape:
             raise UserError(f"model {spec.name} does not match the calibrated shape {shape}; run `ascbench calibrate`")
         return cls(spec, gspec, tp, entry, doc)
 
@@ -242,8 +247,7 @@ class CostModel:
 
     def batch_breakdown(self, batch: Batch) -> Breakdown:
         """Components of ``batch_time``."""
-        prefills = [(it.num_tokens, it.context) for it in batch.items if it.is_prefill]
-        return self.breakdown(prefills, [it.context for it in batch.items if not it.is_prefill])
+        return self.breakdown(*batch.composition())
 
     def __repr__(self) -> str:
         return f"CostModel({self.model.name!r}, {self.gpu.name!r}, tp={self.tp}, profile={self.profile!r})"

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ascendra.costmodel.shapes import LAYER_OPS, LayerShape
+from ascendra.costmodel.shapes import LAYER_OPS
 from ascendra.errors import UserError
+from ascendra.models import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,7 @@ class ComputeProfile:
     """Median per-layer op times (ms) of one profiled model on one GPU, per TP degree."""
 
     name: str  # e.g. "a100/meta-llama/Meta-Llama-3-8B"
-    shape: LayerShape
+    shape: ModelSpec  # the profiled layer's shape (see ``profile_shape``)
     # tp -> (token counts ascending, {op: median ms at each token count})
     tables: dict[int, tuple[np.ndarray, dict[str, np.ndarray]]]
 
@@ -53,22 +55,34 @@ def read_compute_profile(path: Path, name: str) -> ComputeProfile:
     shapes = df[needed[len(cols) :]].drop_duplicates()
     if len(shapes) != 1 or not bool(shapes["use_gated_mlp"].iloc[0]):
         raise UserError(f"profile {path} must hold exactly one gated-MLP model shape")
-    row = shapes.iloc[0]
-    heads, hidden = int(row["n_head"]), int(row["n_embd"])
-    shape = LayerShape(
-        hidden=hidden,
-        ffn=int(row["n_expanded_embd"]),
-        num_heads=heads,
-        num_kv_heads=int(row["n_kv_head"]),
-        head_dim=hidden // heads,
-        vocab=int(row["vocab_size"]),
-    )
+    shape = profile_shape(name, shapes.iloc[0], int(df["num_tokens"].max()))
     tables: dict[int, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
     for tp, group in df.groupby("num_tensor_parallel_workers"):
         med = group.groupby("num_tokens")[cols].median().sort_index()
         tokens = med.index.to_numpy(dtype=float)
         tables[int(tp)] = (tokens, {op: med[c].to_numpy(dtype=float) for op, c in zip(LAYER_OPS, cols, strict=True)})
     return ComputeProfile(name, shape, tables)
+
+
+def profile_shape(name: str, row: Any, max_tokens: int) -> ModelSpec:
+    """The profiled model as a ModelSpec, from a profile's shape columns.
+
+    A profile times one decoder layer (hence ``num_layers=1``) and has no context length of its own, so
+    ``max_model_len`` is the largest iteration it covers; neither enters the per-op work ratios. Vidur's
+    profiles have no ``head_dim`` column: it is ``n_embd / n_head``, as in the profiled Llama models."""
+    heads, hidden = int(row["n_head"]), int(row["n_embd"])
+    return ModelSpec(
+        name=name,
+        hf_id=name.split("/", 1)[-1],
+        num_layers=1,
+        hidden=hidden,
+        ffn=int(row["n_expanded_embd"]),
+        num_heads=heads,
+        num_kv_heads=int(row["n_kv_head"]),
+        head_dim=hidden // heads,
+        vocab=int(row["vocab_size"]),
+        max_model_len=max_tokens,
+    )
 
 
 def read_all_reduce_profile(path: Path, name: str) -> AllReduceProfile:

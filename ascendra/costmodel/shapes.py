@@ -2,15 +2,20 @@
 
 For every profiled op the work per token (FLOPs, and equally the weight or activation bytes it moves) is
 proportional to the product of the dimensions below; scaling a profiled time by the ratio of these products
-between the target shape and the profiled shape is the FLOP-ratio scaling the cost model uses for shapes
-that were not profiled. Both numerator and denominator are per GPU of a TP group, so TP cancels out
-except for the norms and the residual add, which every TP worker computes in full.
+between the target model and the profiled one is the FLOP-ratio scaling the cost model uses for shapes that
+were not profiled. Both numerator and denominator are per GPU of a TP group, so TP cancels out except for the
+norms and the residual add, which every TP worker computes in full.
+
+Shapes are ``ModelSpec``s (a profile's shape is one too, see ``profiles``); only the per-layer dimensions
+matter here, so layer count, context length and dtype never enter a ratio. A gated, SwiGLU MLP is assumed,
+as in all our models.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+
+from ascendra.models import ModelSpec
 
 # The per-layer ops of the compute profiles, in execution order.
 LAYER_OPS: tuple[str, ...] = (
@@ -26,41 +31,33 @@ LAYER_OPS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class LayerShape:
-    """The dimensions that set a layer's per-op work (a gated, SwiGLU MLP is assumed, as in all our models)."""
+def op_work(model: ModelSpec, tp: int) -> dict[str, float]:
+    """Work per token of each op on one GPU of a TP group (arbitrary units, only ratios matter)."""
+    h, f, q, kv, d = model.hidden, model.ffn, model.num_heads, model.num_kv_heads, model.head_dim
+    return {
+        "input_layernorm": h,
+        "attn_pre_proj": h * (q + 2 * kv) * d / tp,
+        "attn_rope": (q + kv) * d / tp,
+        "attn_post_proj": q * d * h / tp,
+        "post_attention_layernorm": h,
+        "mlp_up_proj": h * 2 * f / tp,
+        "mlp_act": f / tp,
+        "mlp_down_proj": f * h / tp,
+        "add": h,
+    }
 
-    hidden: int
-    ffn: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    vocab: int
 
-    def op_work(self, tp: int) -> dict[str, float]:
-        """Work per token of each op on one GPU of a TP group (arbitrary units, only ratios matter)."""
-        h, f, q, kv, d = self.hidden, self.ffn, self.num_heads, self.num_kv_heads, self.head_dim
-        return {
-            "input_layernorm": h,
-            "attn_pre_proj": h * (q + 2 * kv) * d / tp,
-            "attn_rope": (q + kv) * d / tp,
-            "attn_post_proj": q * d * h / tp,
-            "post_attention_layernorm": h,
-            "mlp_up_proj": h * 2 * f / tp,
-            "mlp_act": f / tp,
-            "mlp_down_proj": f * h / tp,
-            "add": h,
-        }
+def lm_head_work(model: ModelSpec, tp: int) -> float:
+    """The LM head is a hidden x vocab GEMM, vocabulary-parallel under TP; same units as ``mlp_up_proj``."""
+    return model.hidden * model.vocab / tp
 
-    def lm_head_work(self, tp: int) -> float:
-        """The LM head is a hidden x vocab GEMM, vocabulary-parallel under TP; same units as ``mlp_up_proj``."""
-        return self.hidden * self.vocab / tp
 
-    def ratios_to(self, profiled: LayerShape, tp: int) -> dict[str, float]:
-        """Per-op scale factors that turn the profiled shape's op times into this shape's."""
-        mine, theirs = self.op_work(tp), profiled.op_work(tp)
-        return {op: mine[op] / theirs[op] for op in LAYER_OPS}
+def ratios_to(model: ModelSpec, profiled: ModelSpec, tp: int) -> dict[str, float]:
+    """Per-op scale factors that turn ``profiled``'s op times into ``model``'s."""
+    mine, theirs = op_work(model, tp), op_work(profiled, tp)
+    return {op: mine[op] / theirs[op] for op in LAYER_OPS}
 
-    def distance_to(self, profiled: LayerShape) -> float:
-        """How much scaling borrowing ``profiled``'s times needs: the sum over ops of |log ratio| (0 = same)."""
-        return sum(abs(math.log(r)) for r in self.ratios_to(profiled, 1).values())
+
+def distance_to(model: ModelSpec, profiled: ModelSpec) -> float:
+    """How much scaling borrowing ``profiled``'s times needs: the sum over ops of |log ratio| (0 = same)."""
+    return sum(abs(math.log(r)) for r in ratios_to(model, profiled, 1).values())

@@ -1,19 +1,19 @@
 """The engine's model configuration: the subset of a HF ``config.json`` a Llama-family decoder needs.
 
 Read from the checkpoint's own config so the engine runs exactly the architecture the weights were trained
-for, or derived from the project's model table (``ModelSpec``) for dummy-weight performance runs.
+for, or derived from the project's model table for dummy-weight performance runs. Either way the shape is a
+``ModelSpec`` (``EngineConfig.shape``), so a checkpoint's shape is also one the simulator can cost.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ascendra.errors import UserError
-from ascendra.models import ModelSpec
+from ascendra.models import ModelSpec, hf_field, read_hf_config
 
 # model_type -> the HF architecture class name it must carry, when ``architectures`` is given.
 SUPPORTED_ARCHITECTURES: dict[str, str] = {
@@ -37,46 +37,28 @@ class RopeScaling:
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    """Shape and numerics of a Llama / Mistral / Qwen2 decoder."""
+    """A Llama / Mistral / Qwen2 decoder: its shape (a ``ModelSpec``, the one shape type) and its numerics.
 
-    model_type: str
-    vocab_size: int
-    hidden_size: int
-    intermediate_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    max_position_embeddings: int
+    Only what the shape does not say lives here: the architecture flavour and the numerics that change the
+    logits but not the cost (RoPE, norm epsilon, QKV bias, tied embeddings, sliding window).
+    """
+
+    shape: ModelSpec
+    model_type: str = "llama"
     rms_norm_eps: float = 1e-6
     rope_theta: float = 10000.0
     rope_scaling: RopeScaling = field(default_factory=RopeScaling)
     tie_word_embeddings: bool = False
     qkv_bias: bool = False
     sliding_window: int | None = None
-    name: str = "custom"
 
     def __post_init__(self) -> None:
-        for attr in (
-            "vocab_size",
-            "hidden_size",
-            "intermediate_size",
-            "num_layers",
-            "num_heads",
-            "num_kv_heads",
-            "head_dim",
-            "max_position_embeddings",
-        ):
-            value = getattr(self, attr)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise UserError(f"model config: {attr} must be a positive integer, got {value!r}")
-        if self.num_heads % self.num_kv_heads:
+        if self.model_type not in SUPPORTED_ARCHITECTURES:
             raise UserError(
-                f"model config: num_attention_heads ({self.num_heads}) must be a multiple of "
-                f"num_key_value_heads ({self.num_kv_heads})"
+                f"unsupported model_type {self.model_type!r}; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
             )
-        if self.head_dim % 2:
-            raise UserError(f"model config: head_dim must be even for rotary embeddings, got {self.head_dim}")
+        if self.shape.head_dim % 2:
+            raise UserError(f"model config: head_dim must be even for rotary embeddings, got {self.shape.head_dim}")
         if not (self.rms_norm_eps > 0 and math.isfinite(self.rms_norm_eps)):
             raise UserError(f"model config: rms_norm_eps must be positive, got {self.rms_norm_eps!r}")
         if not (self.rope_theta > 0 and math.isfinite(self.rope_theta)):
@@ -86,21 +68,18 @@ class EngineConfig:
 
     @property
     def q_size(self) -> int:
-        return self.num_heads * self.head_dim
+        return self.shape.num_heads * self.shape.head_dim
 
     @property
     def kv_size(self) -> int:
-        return self.num_kv_heads * self.head_dim
+        return self.shape.num_kv_heads * self.shape.head_dim
 
     @property
     def num_params(self) -> int:
-        """Parameters held by the engine (a tied LM head is counted once)."""
-        attn = self.hidden_size * (self.q_size + 2 * self.kv_size) + self.q_size * self.hidden_size
-        if self.qkv_bias:
-            attn += self.q_size + 2 * self.kv_size
-        per_layer = attn + 3 * self.hidden_size * self.intermediate_size + 2 * self.hidden_size
-        heads = 1 if self.tie_word_embeddings else 2
-        return self.num_layers * per_layer + heads * self.vocab_size * self.hidden_size + self.hidden_size
+        """Parameters held by the engine: the shape's count, less a tied LM head, plus any QKV biases."""
+        tied = self.shape.vocab * self.shape.hidden if self.tie_word_embeddings else 0
+        bias = self.shape.num_layers * (self.q_size + 2 * self.kv_size) if self.qkv_bias else 0
+        return self.shape.num_params - tied + bias
 
     @classmethod
     def from_hf_dict(cls, cfg: dict[str, Any], name: str = "custom") -> EngineConfig:
@@ -127,98 +106,51 @@ class EngineConfig:
             if cfg.get("attention_bias", False):
                 raise UserError("unsupported attention_bias=true for qwen2 (o_proj bias)")
         else:
-            qkv_bias = _get(cfg, "attention_bias", bool, False)
+            qkv_bias = hf_field(cfg, "attention_bias", bool, False)
             if qkv_bias:
                 raise UserError("unsupported attention_bias=true for llama/mistral (o_proj bias)")
 
-        hidden = _get(cfg, "hidden_size", int)
-        heads = _get(cfg, "num_attention_heads", int)
-        kv_heads = _get(cfg, "num_key_value_heads", int, heads)
-        head_dim = _get(cfg, "head_dim", int, None)
-        if head_dim is None:
-            if heads <= 0 or hidden % heads:
-                raise UserError(
-                    f"model config: hidden_size ({hidden}) is not divisible by num_attention_heads "
-                    f"({heads}) and no head_dim is given"
-                )
-            head_dim = hidden // heads
-        max_pos = _get(cfg, "max_position_embeddings", int, 2048)
-
+        shape = ModelSpec.from_hf_dict(cfg, name)
         sliding_window: int | None = None
         if model_type == "mistral":
-            sliding_window = _get(cfg, "sliding_window", int, None)
-            if sliding_window is not None and sliding_window >= max_pos:
+            sliding_window = hf_field(cfg, "sliding_window", int, None)
+            if sliding_window is not None and sliding_window >= shape.max_model_len:
                 sliding_window = None  # never reached: plain causal attention
         elif model_type == "qwen2" and cfg.get("use_sliding_window", False):
             raise UserError("unsupported use_sliding_window=true for qwen2 (per-layer sliding windows)")
 
-        theta, scaling = _rope(cfg, max_pos)
+        theta, scaling = _rope(cfg, shape.max_model_len)
         return cls(
+            shape=shape,
             model_type=model_type,
-            vocab_size=_get(cfg, "vocab_size", int),
-            hidden_size=hidden,
-            intermediate_size=_get(cfg, "intermediate_size", int),
-            num_layers=_get(cfg, "num_hidden_layers", int),
-            num_heads=heads,
-            num_kv_heads=kv_heads,
-            head_dim=head_dim,
-            max_position_embeddings=max_pos,
-            rms_norm_eps=_get(cfg, "rms_norm_eps", float, 1e-6),
+            rms_norm_eps=hf_field(cfg, "rms_norm_eps", float, 1e-6),
             rope_theta=theta,
             rope_scaling=scaling,
-            tie_word_embeddings=_get(cfg, "tie_word_embeddings", bool, False),
+            tie_word_embeddings=hf_field(cfg, "tie_word_embeddings", bool, False),
             qkv_bias=qkv_bias,
             sliding_window=sliding_window,
-            name=name,
         )
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> EngineConfig:
-        """Read a ``config.json`` (or the one inside a checkpoint directory)."""
-        p = Path(path)
-        if p.is_dir():
-            p = p / "config.json"
-        if not p.is_file():
-            raise UserError(f"model config not found: {p}")
-        try:
-            data = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"cannot read model config {p}: {exc}") from None
-        return cls.from_hf_dict(data, name=p.parent.name or "custom")
+        """Read a ``config.json`` (or the one inside a checkpoint directory), named after its directory."""
+        cfg, name = read_hf_config(path)
+        return cls.from_hf_dict(cfg, name=name)
 
     @classmethod
     def from_model_spec(cls, spec: ModelSpec) -> EngineConfig:
-        """A Llama-shaped config from the project's model table, for dummy-weight performance runs.
+        """A Llama config of a table model's shape, for dummy-weight performance runs.
 
         The table holds shapes only; RoPE base and norm epsilon take Llama defaults, which do not change cost.
         """
-        return cls(
-            model_type="llama",
-            vocab_size=spec.vocab,
-            hidden_size=spec.hidden,
-            intermediate_size=spec.ffn,
-            num_layers=spec.num_layers,
-            num_heads=spec.num_heads,
-            num_kv_heads=spec.num_kv_heads,
-            head_dim=spec.head_dim,
-            max_position_embeddings=spec.max_model_len,
-            tie_word_embeddings=False,
-            name=spec.name,
-        )
+        return cls(spec)
 
     def to_hf_dict(self) -> dict[str, Any]:
         """The equivalent HF ``config.json`` dict (round-trips through ``from_hf_dict``)."""
         out: dict[str, Any] = {
             "model_type": self.model_type,
             "architectures": [SUPPORTED_ARCHITECTURES[self.model_type]],
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_layers,
-            "num_attention_heads": self.num_heads,
-            "num_key_value_heads": self.num_kv_heads,
-            "head_dim": self.head_dim,
-            "max_position_embeddings": self.max_position_embeddings,
+            **self.shape.to_hf_dict(),
             "rms_norm_eps": self.rms_norm_eps,
             "rope_theta": self.rope_theta,
             "rope_scaling": None,
@@ -243,23 +175,6 @@ class EngineConfig:
         return out
 
 
-_MISSING = object()
-
-
-def _get(cfg: dict[str, Any], key: str, kind: type, default: Any = _MISSING) -> Any:
-    """A typed field: missing without a default, or of the wrong type, is a UserError naming the field."""
-    value = cfg.get(key, _MISSING)
-    if value is _MISSING or (value is None and default is not _MISSING):
-        if default is _MISSING:
-            raise UserError(f"model config: missing field {key!r}")
-        return default
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-        raise UserError(f"model config: field {key!r} must be {kind.__name__}, got {value!r}")
-    return value
-
-
 def _rope(cfg: dict[str, Any], max_pos: int) -> tuple[float, RopeScaling]:
     """RoPE base and scaling from either the classic (``rope_theta`` + ``rope_scaling``) or the newer
     ``rope_parameters`` layout."""
@@ -267,10 +182,10 @@ def _rope(cfg: dict[str, Any], max_pos: int) -> tuple[float, RopeScaling]:
     if params is not None:
         if not isinstance(params, dict):
             raise UserError(f"model config: rope_parameters must be an object, got {params!r}")
-        theta = _get(params, "rope_theta", float, _get(cfg, "rope_theta", float, 10000.0))
+        theta = hf_field(params, "rope_theta", float, hf_field(cfg, "rope_theta", float, 10000.0))
         scaling = params
     else:
-        theta = _get(cfg, "rope_theta", float, 10000.0)
+        theta = hf_field(cfg, "rope_theta", float, 10000.0)
         scaling = cfg.get("rope_scaling")
     if scaling is None:
         return theta, RopeScaling()
@@ -281,14 +196,14 @@ def _rope(cfg: dict[str, Any], max_pos: int) -> tuple[float, RopeScaling]:
         raise UserError(f"unsupported rope scaling type {rope_type!r}; supported: {', '.join(SUPPORTED_ROPE_TYPES)}")
     if rope_type == "default":
         return theta, RopeScaling()
-    factor = _get(scaling, "factor", float)
+    factor = hf_field(scaling, "factor", float)
     if factor <= 0:
         raise UserError(f"model config: rope scaling factor must be positive, got {factor}")
     if rope_type == "linear":
         return theta, RopeScaling("linear", factor)
-    low = _get(scaling, "low_freq_factor", float)
-    high = _get(scaling, "high_freq_factor", float)
+    low = hf_field(scaling, "low_freq_factor", float)
+    high = hf_field(scaling, "high_freq_factor", float)
     if not 0 < low < high:
         raise UserError(f"model config: llama3 rope needs 0 < low_freq_factor < high_freq_factor, got {low}, {high}")
-    orig = _get(scaling, "original_max_position_embeddings", int, _get(cfg, "max_position_embeddings", int, max_pos))
+    orig = hf_field(scaling, "original_max_position_embeddings", int, max_pos)
     return theta, RopeScaling("llama3", factor, low, high, orig)

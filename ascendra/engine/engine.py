@@ -21,6 +21,7 @@ from ascendra.engine.model import DecoderModel
 from ascendra.engine.sampler import Sampler
 from ascendra.engine.weights import parse_dtype
 from ascendra.errors import UserError
+from ascendra.kv_cache import DEFAULT_BLOCK_SIZE
 from ascendra.request import Request
 
 
@@ -43,7 +44,7 @@ class Engine:
         config: EngineConfig,
         weights: Mapping[str, torch.Tensor],
         num_blocks: int,
-        block_size: int = 16,
+        block_size: int = DEFAULT_BLOCK_SIZE,
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype = torch.float32,
         temperature: float = 0.0,
@@ -112,7 +113,7 @@ class Engine:
             return spec.prompt_ids
         if self.synthetic_prompts:
             gen = torch.Generator().manual_seed(spec.request_id)
-            return torch.randint(self.config.vocab_size, (spec.prompt_tokens,), generator=gen).tolist()
+            return torch.randint(self.config.shape.vocab, (spec.prompt_tokens,), generator=gen).tolist()
         raise UserError(
             f"request {spec.request_id} has no prompt token ids; the real engine needs a tokenised workload "
             "(or synthetic prompts for performance runs)"
@@ -147,10 +148,10 @@ class Engine:
             end = item.context + item.num_tokens
             if item.num_tokens <= 0 or item.context < 0 or (not item.is_prefill and item.num_tokens != 1):
                 raise ValueError(f"request {rid}: invalid batch item ({item.num_tokens} tokens at {item.context})")
-            if end > self.config.max_position_embeddings:
+            if end > self.config.shape.max_model_len:
                 raise UserError(
                     f"request {rid}: sequence of {end} tokens exceeds the model's maximum of "
-                    f"{self.config.max_position_embeddings} positions"
+                    f"{self.config.shape.max_model_len} positions"
                 )
             known = item.request.prompt_len + len(item.request.output_ids)
             if item.is_prefill and end > known:
@@ -172,8 +173,8 @@ class Engine:
             if any(not 0 <= b < self.num_blocks for b in needed):
                 raise ValueError(f"request {rid}: block id out of range [0, {self.num_blocks}) in {needed}")
             chunk = self._tokens(item.request, item.context, end)
-            if any(not 0 <= tok < self.config.vocab_size for tok in chunk):
-                raise UserError(f"request {rid}: token id outside the vocabulary of {self.config.vocab_size}")
+            if any(not 0 <= tok < self.config.shape.vocab for tok in chunk):
+                raise UserError(f"request {rid}: token id outside the vocabulary of {self.config.shape.vocab}")
             starts.append(len(ids))
             ids.extend(chunk)
             positions.extend(range(item.context, end))

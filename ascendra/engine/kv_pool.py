@@ -7,10 +7,13 @@ any allocator: a sequence's token at position ``p`` lives in block ``table[p // 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from ascendra.engine.config import EngineConfig
 from ascendra.errors import UserError
+from ascendra.kv_cache import DEFAULT_BLOCK_SIZE, kv_bytes_per_block
 
 
 class PagedKVCache:
@@ -20,7 +23,7 @@ class PagedKVCache:
         self,
         config: EngineConfig,
         num_blocks: int,
-        block_size: int = 16,
+        block_size: int = DEFAULT_BLOCK_SIZE,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -30,17 +33,22 @@ class PagedKVCache:
             raise UserError(f"KV cache: block_size must be positive, got {block_size}")
         self.num_blocks = num_blocks
         self.block_size = block_size
-        self.num_kv_heads = config.num_kv_heads
-        self.head_dim = config.head_dim
-        shape = (num_blocks, block_size, config.num_kv_heads, config.head_dim)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_layers)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_layers)]
+        model = config.shape
+        self.num_kv_heads = model.num_kv_heads
+        self.head_dim = model.head_dim
+        shape = (num_blocks, block_size, model.num_kv_heads, model.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(model.num_layers)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(model.num_layers)]
 
     @staticmethod
-    def block_bytes(config: EngineConfig, block_size: int = 16, dtype: torch.dtype = torch.float32) -> int:
-        """Bytes one block takes over all layers (K and V): divide a memory budget by this to size the pool."""
+    def block_bytes(
+        config: EngineConfig, block_size: int = DEFAULT_BLOCK_SIZE, dtype: torch.dtype = torch.float32
+    ) -> int:
+        """Bytes one block takes over all layers (K and V): divide a memory budget by this to size the pool.
+
+        ``kv_bytes_per_block`` of the shape at the pool's dtype (the engine may run fp32; the table assumes 16 bits)."""
         itemsize = torch.empty((), dtype=dtype).element_size()
-        return config.num_layers * 2 * block_size * config.num_kv_heads * config.head_dim * itemsize
+        return kv_bytes_per_block(replace(config.shape, dtype_bytes=itemsize), block_size=block_size)
 
     @property
     def num_bytes(self) -> int:

@@ -51,7 +51,7 @@ class DecoderModel:
 
         self.embed = w("model.embed_tokens.weight")
         self.layers: list[LayerWeights] = []
-        for i in range(config.num_layers):
+        for i in range(config.shape.num_layers):
             p = f"model.layers.{i}."
             a = p + "self_attn."
             bias = None
@@ -84,6 +84,7 @@ class DecoderModel:
         """Run ``input_ids`` [T] at ``positions`` [T], updating ``cache``; return fp32 logits [len(logit_rows),
         vocab] for the selected rows only (the LM head is the largest GEMM for small batches)."""
         cfg = self.config
+        heads, kv_heads, head_dim = cfg.shape.num_heads, cfg.shape.num_kv_heads, cfg.shape.head_dim
         t = input_ids.shape[0]
         cos, sin = self.rope.cos_sin(positions, self.dtype)
         x = F.embedding(input_ids, self.embed)
@@ -91,9 +92,9 @@ class DecoderModel:
             h = rms_norm(x, lw.input_norm, cfg.rms_norm_eps)
             qkv = F.linear(h, lw.qkv, lw.qkv_bias)
             q, k, v = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
-            q = apply_rotary(q.view(t, cfg.num_heads, cfg.head_dim), cos, sin)
-            k = apply_rotary(k.view(t, cfg.num_kv_heads, cfg.head_dim), cos, sin)
-            v = v.view(t, cfg.num_kv_heads, cfg.head_dim)
+            q = apply_rotary(q.view(t, heads, head_dim), cos, sin)
+            k = apply_rotary(k.view(t, kv_heads, head_dim), cos, sin)
+            v = v.view(t, kv_heads, head_dim)
             attn = paged_attention(i, q, k, v, cache, meta)
             x = x + F.linear(attn.view(t, cfg.q_size), lw.o)
             h = rms_norm(x, lw.post_norm, cfg.rms_norm_eps)

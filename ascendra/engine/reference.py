@@ -20,6 +20,7 @@ def reference_logits(
     config: EngineConfig, weights: Mapping[str, torch.Tensor], token_ids: Sequence[int]
 ) -> torch.Tensor:
     """fp32 logits [len(token_ids), vocab] of a full recompute of ``token_ids``."""
+    shape = config.shape
 
     def w(name: str) -> torch.Tensor:
         return weights[name].detach().to("cpu", torch.float32)
@@ -28,7 +29,7 @@ def reference_logits(
         return gain * (x / torch.sqrt((x * x).mean(-1, keepdim=True) + config.rms_norm_eps))
 
     def rotate(x: torch.Tensor) -> torch.Tensor:  # x: [heads, L, head_dim]
-        half = config.head_dim // 2
+        half = shape.head_dim // 2
         x1, x2 = x[..., :half], x[..., half:]
         return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
@@ -39,10 +40,10 @@ def reference_logits(
     allowed = pos[None, :] <= pos[:, None]
     if config.sliding_window is not None:
         allowed &= pos[None, :] > pos[:, None] - config.sliding_window
-    group = config.num_heads // config.num_kv_heads
+    group = shape.num_heads // shape.num_kv_heads
 
     x = w("model.embed_tokens.weight")[torch.tensor(list(token_ids), dtype=torch.long)]
-    for i in range(config.num_layers):
+    for i in range(shape.num_layers):
         p = f"model.layers.{i}."
         h = norm(x, w(p + "input_layernorm.weight"))
         proj = {}
@@ -50,11 +51,11 @@ def reference_logits(
             out = h @ w(p + f"self_attn.{name}_proj.weight").T
             if config.qkv_bias:
                 out = out + w(p + f"self_attn.{name}_proj.bias")
-            proj[name] = out.view(n, -1, config.head_dim).transpose(0, 1)  # [heads, L, head_dim]
+            proj[name] = out.view(n, -1, shape.head_dim).transpose(0, 1)  # [heads, L, head_dim]
         q = rotate(proj["q"])
         k = rotate(proj["k"]).repeat_interleave(group, dim=0)
         v = proj["v"].repeat_interleave(group, dim=0)
-        scores = (q @ k.transpose(1, 2)) / math.sqrt(config.head_dim)
+        scores = (q @ k.transpose(1, 2)) / math.sqrt(shape.head_dim)
         scores = scores.masked_fill(~allowed, float("-inf"))
         attn = (scores.softmax(-1) @ v).transpose(0, 1).reshape(n, config.q_size)
         x = x + attn @ w(p + "self_attn.o_proj.weight").T

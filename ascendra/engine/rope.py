@@ -17,7 +17,7 @@ def inverse_frequencies(config: EngineConfig) -> torch.Tensor:
     """Per-pair rotation frequencies [head_dim / 2], after the config's RoPE scaling.
 
     Computed in fp32, as the reference implementations do, so long positions rotate identically."""
-    dim = config.head_dim
+    dim = config.shape.head_dim
     inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
     rs = config.rope_scaling
     if rs.rope_type == "linear":
@@ -44,7 +44,7 @@ class RotaryEmbedding:
 
     def __init__(self, config: EngineConfig, device: torch.device | str) -> None:
         inv_freq = inverse_frequencies(config).to(device)
-        positions = torch.arange(config.max_position_embeddings, dtype=torch.float32, device=device)
+        positions = torch.arange(config.shape.max_model_len, dtype=torch.float32, device=device)
         freqs = torch.outer(positions, inv_freq)
         emb = torch.cat((freqs, freqs), dim=-1)
         self.cos = emb.cos()

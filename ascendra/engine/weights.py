@@ -43,9 +43,9 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 def weight_shapes(config: EngineConfig) -> dict[str, tuple[int, ...]]:
     """Every tensor the engine needs, by HF name, in a fixed order (dummy initialisation draws in this order)."""
-    h, f = config.hidden_size, config.intermediate_size
-    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (config.vocab_size, h)}
-    for i in range(config.num_layers):
+    h, f, vocab = config.shape.hidden, config.shape.ffn, config.shape.vocab
+    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (vocab, h)}
+    for i in range(config.shape.num_layers):
         p = f"model.layers.{i}."
         shapes[p + "input_layernorm.weight"] = (h,)
         shapes[p + "self_attn.q_proj.weight"] = (config.q_size, h)
@@ -62,7 +62,7 @@ def weight_shapes(config: EngineConfig) -> dict[str, tuple[int, ...]]:
         shapes[p + "mlp.down_proj.weight"] = (h, f)
     shapes["model.norm.weight"] = (h,)
     if not config.tie_word_embeddings:
-        shapes["lm_head.weight"] = (config.vocab_size, h)
+        shapes["lm_head.weight"] = (vocab, h)
     return shapes
 
 

@@ -1,8 +1,8 @@
 """The live runtime: the simulator's schedulers and routers on the wall clock, executing on the real engine.
 
-``ascendra.live.run.run_live(config, workload, LiveOptions(device=...))`` builds the system with the simulator's
-``build_system`` (same policies, same router), gives each instance a real engine as its executor, serves the
-workload in real time with one thread per instance, and returns the simulator's result shape, records and
-summary. The coordinator (``cluster``) and the instance loop (``worker``) do not import torch; the engine side
-(``engines``, ``executor``, ``run``) needs the ``engine`` extra.
+``cluster`` releases a workload's arrivals in real time through the shared coordinator, with one thread per
+instance (``worker``) whose executor is a real engine (``executor``, in-process; ``ray_executor``, one Ray actor
+per instance); ``engines`` loads models and sizes KV pools. The coordinator and the instance loop do not import
+torch; the engine side needs the ``engine`` extra. The harness (``ascendra.harness.live_run``) builds a run
+config's system on it.
 """

@@ -17,9 +17,9 @@ import torch
 from ascendra.batch import Batch
 from ascendra.engine import Engine, EngineConfig, PagedKVCache, Weights, dummy_weights, load_weights, parse_dtype
 from ascendra.errors import UserError
+from ascendra.kv_cache import DEFAULT_BLOCK_SIZE
 from ascendra.models import ModelSpec, get_model
-from ascendra.request import Request
-from workloads.spec import RequestSpec
+from ascendra.request import Request, RequestSpec
 
 GiB = 1024**3
 DISTRIBUTED = ("none", "ray")
@@ -32,8 +32,8 @@ class LiveOptions:
     - ``device``: ``cpu`` or ``cuda[:i]``; every instance of an in-process run shares it.
     - ``dtype``: fp32, bf16 or fp16 (default fp32 on CPU, fp16 on CUDA as in the paper).
     - ``checkpoint``: a local HF checkpoint directory; None runs the model's shapes with seeded dummy weights.
-    - ``num_blocks`` / ``kv_cache_gib``: each instance's KV pool, in blocks of 16 slots, or as a memory budget
-      divided by the engine's real block size (the simulator's GPU-memory sizing does not apply to a CPU).
+    - ``num_blocks`` / ``kv_cache_gib``: each instance's KV pool, in blocks, or as a memory budget divided by
+      the engine's real bytes per block (the simulator's GPU-memory sizing does not apply to a CPU).
     - ``torch_threads``: intra-op threads; default: the CPU cores split evenly between the instances, because
       each instance thread that enters an op gets its own team of that many threads.
     - ``warmup``: run one tiny batch per engine before the clock starts, so lazy initialisation is not counted
@@ -61,9 +61,6 @@ class LiveOptions:
             raise UserError(f"--kv-cache-gib must be positive, got {self.kv_cache_gib}")
         if self.torch_threads is not None and self.torch_threads <= 0:
             raise UserError(f"--torch-threads must be positive, got {self.torch_threads}")
-
-
-BLOCK_SIZE = 16  # the design's KV block size; the schedulers' block managers use the same
 
 
 def resolve_device(name: str) -> torch.device:
@@ -118,35 +115,29 @@ def _check_fits_in_memory(config: EngineConfig, dtype: torch.dtype) -> None:
     free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     if need > free:
         raise UserError(
-            f"{config.name} needs {need / GiB:.1f} GiB of weights in {dtype}, but only {free / GiB:.1f} GiB of memory "
-            "is free: choose a smaller --model (e.g. tiny) or a GPU --device"
+            f"{config.shape.name} needs {need / GiB:.1f} GiB of weights in {dtype}, but only {free / GiB:.1f} GiB "
+            "of memory is free: choose a smaller --model (e.g. tiny) or a GPU --device"
         )
 
 
 def _check_matches(config: EngineConfig, spec: ModelSpec, checkpoint: Path) -> None:
-    ours = (spec.num_layers, spec.hidden, spec.ffn, spec.num_heads, spec.num_kv_heads, spec.head_dim, spec.vocab)
-    theirs = (
-        config.num_layers,
-        config.hidden_size,
-        config.intermediate_size,
-        config.num_heads,
-        config.num_kv_heads,
-        config.head_dim,
-        config.vocab_size,
-    )
+    """The checkpoint must have the table model's architecture (its context length may differ)."""
+    ours, theirs = spec.architecture(), config.shape.architecture()
     if ours != theirs:
-        names = ("layers", "hidden", "ffn", "heads", "kv heads", "head dim", "vocab")
-        diff = ", ".join(f"{n} {a} vs {b}" for n, a, b in zip(names, theirs, ours, strict=True) if a != b)
+        diff = ", ".join(f"{n} {theirs[n]} vs {ours[n]}" for n in ours if theirs[n] != ours[n])
         raise UserError(f"checkpoint {checkpoint} does not have the shapes of model {spec.name!r}: {diff}")
 
 
-def kv_blocks(config: EngineConfig, options: LiveOptions, dtype: torch.dtype) -> int:
-    """Blocks per instance: as given, or the KV memory budget over the engine's real bytes per block."""
+def kv_blocks(
+    config: EngineConfig, options: LiveOptions, dtype: torch.dtype, block_size: int = DEFAULT_BLOCK_SIZE
+) -> int:
+    """Blocks per instance: as given, or the KV memory budget over the engine's real bytes per block of
+    ``block_size`` tokens (the block size the instances' block managers and engines use)."""
     if options.num_blocks is not None:
         return options.num_blocks
-    blocks = int(options.kv_cache_gib * GiB // PagedKVCache.block_bytes(config, BLOCK_SIZE, dtype))
+    blocks = int(options.kv_cache_gib * GiB // PagedKVCache.block_bytes(config, block_size, dtype))
     if blocks <= 0:
-        raise UserError(f"--kv-cache-gib {options.kv_cache_gib} holds no KV block of {config.name}")
+        raise UserError(f"--kv-cache-gib {options.kv_cache_gib} holds no KV block of {config.shape.name}")
     return blocks
 
 
@@ -155,15 +146,15 @@ def check_workload(specs: list[RequestSpec], config: EngineConfig) -> None:
     workload tokenised for another model) and sequences longer than the model's positions."""
     for spec in specs:
         ids = spec.prompt_ids
-        if ids and (min(ids) < 0 or max(ids) >= config.vocab_size):
+        if ids and (min(ids) < 0 or max(ids) >= config.shape.vocab):
             raise UserError(
-                f"request {spec.request_id} has token ids outside the vocabulary of {config.vocab_size}; "
+                f"request {spec.request_id} has token ids outside the vocabulary of {config.shape.vocab}; "
                 "was the workload tokenised for another model?"
             )
-        if spec.prompt_tokens + spec.output_tokens > config.max_position_embeddings:
+        if spec.prompt_tokens + spec.output_tokens > config.shape.max_model_len:
             raise UserError(
                 f"request {spec.request_id} needs {spec.prompt_tokens + spec.output_tokens} positions, the model "
-                f"has {config.max_position_embeddings}"
+                f"has {config.shape.max_model_len}"
             )
 
 

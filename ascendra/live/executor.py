@@ -1,7 +1,7 @@
 """The live executor: runs a scheduler's batch on the real engine and returns the seconds it took.
 
 It has the simulator's executor signature (``Batch -> seconds``), so a live instance is the same
-``SimInstance`` (name + scheduler + executor) the simulator builds; only who calls the executor, and when, differs.
+``Instance`` (name + scheduler + executor) the simulator builds; only who calls the executor, and when, differs.
 Running a batch has one side effect the cost model has not: every sampled token is appended to its request's
 ``output_ids`` here, before the runtime calls ``scheduler.on_batch_done``, because the request's next decode
 feeds that token back into the engine.

@@ -23,10 +23,9 @@ from typing import Any
 
 from ascendra.batch import Batch
 from ascendra.errors import UserError
-from ascendra.kv_cache import BlockManager
+from ascendra.kv_cache import DEFAULT_BLOCK_SIZE, BlockManager
 from ascendra.live.engines import LiveOptions
-from ascendra.request import Request
-from workloads.spec import RequestSpec
+from ascendra.request import Request, RequestSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +45,15 @@ class WireItem:
 class EngineHost:
     """What runs inside an actor: one engine, built in the actor's own process, plus the request mirrors."""
 
-    def __init__(self, model: str, options: LiveOptions, num_blocks: int, synthetic: bool, threads: int) -> None:
+    def __init__(
+        self,
+        model: str,
+        options: LiveOptions,
+        num_blocks: int,
+        synthetic: bool,
+        threads: int,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+    ) -> None:
         import torch
 
         from ascendra.engine import Engine
@@ -57,7 +64,9 @@ class EngineHost:
         device = resolve_device("cuda" if options.device.startswith("cuda") else options.device)
         dtype = default_dtype(device, options.dtype)
         config, weights = load_model(model, options, device, dtype)
-        self.engine = Engine(config, weights, num_blocks, device=device, dtype=dtype, synthetic_prompts=synthetic)
+        self.engine = Engine(
+            config, weights, num_blocks, block_size, device=device, dtype=dtype, synthetic_prompts=synthetic
+        )
         if options.warmup:
             warm_up(self.engine)
         self.requests: dict[int, Request] = {}
@@ -149,7 +158,17 @@ class RayEngineExecutor:
 class RayEngines:
     """The actors of one run: started (and Ray with them, if not yet running) here, killed by ``close``."""
 
-    def __init__(self, model: str, options: LiveOptions, num_blocks: int, synthetic: bool, count: int) -> None:
+    def __init__(
+        self,
+        model: str,
+        options: LiveOptions,
+        num_blocks: int,
+        synthetic: bool,
+        count: int,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+    ) -> None:
+        """``count`` actors, each with a pool of ``num_blocks`` blocks of ``block_size`` tokens (the size the
+        driver's block managers use: ``RayEngineExecutor`` refuses a mismatch)."""
         try:
             import ray
         except ImportError:
@@ -162,7 +181,9 @@ class RayEngines:
         # As in process: the driver's cores split between the instances (each actor is its own process).
         threads = options.torch_threads or max(1, (os.cpu_count() or 1) // count)
         actor_class = ray.remote(num_gpus=gpus)(EngineHost)
-        self.actors = [actor_class.remote(model, options, num_blocks, synthetic, threads) for _ in range(count)]
+        self.actors = [
+            actor_class.remote(model, options, num_blocks, synthetic, threads, block_size) for _ in range(count)
+        ]
         try:
             # Build every engine (and surface a bad checkpoint or device) before the clock starts.
             self.pools: list[tuple[int, int]] = ray.get([actor.pool.remote() for actor in self.actors])

@@ -11,7 +11,7 @@ from ascendra.metrics.attainment import (
 )
 from ascendra.metrics.capacity import CapacityResult, capacity_from_sweep, search_capacity
 from ascendra.metrics.latency import Latencies, latencies, tbt_gaps
-from ascendra.metrics.summary import ATTAINMENT_KEYS, summarize
+from ascendra.metrics.summary import ATTAINMENT_KEYS, run_tables, summarize
 from ascendra.metrics.throughput import Throughput, throughput
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "capacity_from_sweep",
     "latencies",
     "sarathi_passes",
+    "run_tables",
     "search_capacity",
     "summarize",
     "tbt_gaps",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 
 from ascendra.metrics.attainment import ATTAINMENT_DEFINITIONS, SLO, median_scheduling_delay
 from ascendra.metrics.latency import Latencies, latencies, mean, percentiles
 from ascendra.metrics.throughput import throughput
+from ascendra.records import records_frame
+from ascendra.request import Request
 
 #: Summary key of each attainment definition (``attainment`` alone is the paper's).
 ATTAINMENT_KEYS: dict[str, str] = {
@@ -85,6 +89,15 @@ def summarize(records: pd.DataFrame | Latencies, slo: SLO) -> dict[str, float]:
     rate = throughput(lat)
     out.update(span_s=rate.span, throughput_rps=rate.requests_per_s, throughput_tps=rate.tokens_per_s)
     return out
+
+
+def run_tables(requests: Iterable[Request], slo: SLO, num_trimmed: int = 0) -> tuple[pd.DataFrame, dict[str, float]]:
+    """How every run ends, whatever executed it: the per-request records and their summary under ``slo``, with
+    the number of requests the workload trimmed to fit the model."""
+    records = records_frame(requests)
+    summary = summarize(records, slo)
+    summary["num_trimmed"] = num_trimmed
+    return records, summary
 
 
 def _put(out: dict[str, float], prefix: str, p50_p90_p99: list[float], average: float) -> None:

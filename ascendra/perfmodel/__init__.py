@@ -7,7 +7,7 @@ pandas, scipy and matplotlib.
 
 from ascendra.perfmodel.features import FEATURES, KINDS, features
 from ascendra.perfmodel.model import KindCoefficients, PerfModel
-from ascendra.perfmodel.work import BatchStats, Work, WorkCounter, batch_composition, batch_stats
+from ascendra.perfmodel.work import BatchStats, Work, WorkCounter, batch_stats
 
 __all__ = [
     "FEATURES",
@@ -17,7 +17,6 @@ __all__ = [
     "PerfModel",
     "Work",
     "WorkCounter",
-    "batch_composition",
     "batch_stats",
     "features",
 ]

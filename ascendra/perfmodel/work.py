@@ -81,18 +81,6 @@ def batch_stats(prefills: Iterable[tuple[int, int]], decode_contexts: Sequence[i
     return BatchStats(tokens + nd, seqs + nd, pairs + ctx + nd, kv + ctx + nd, num_prefill_tokens, nd)
 
 
-def batch_composition(batch: Batch) -> tuple[list[tuple[int, int]], list[int]]:
-    """The (prefill chunks, decode contexts) form of a scheduler's :class:`~ascendra.batch.Batch`."""
-    prefills: list[tuple[int, int]] = []
-    decodes: list[int] = []
-    for item in batch.items:
-        if item.is_prefill:
-            prefills.append((item.num_tokens, item.context))
-        else:
-            decodes.append(item.context)
-    return prefills, decodes
-
-
 class WorkCounter:
     """Per-token and per-sequence work constants of one model at one TP degree, computed once."""
 
@@ -111,7 +99,7 @@ class WorkCounter:
     )
 
     def __init__(self, spec: ModelSpec, tp: int = 1) -> None:
-        if tp < 1 or spec.num_heads % tp or spec.num_kv_heads % tp:
+        if not spec.valid_tp(tp):
             raise UserError(
                 f"tensor parallelism {tp} must be >= 1 and divide {spec.name}'s {spec.num_heads} heads and "
                 f"{spec.num_kv_heads} KV heads"
@@ -121,7 +109,7 @@ class WorkCounter:
         h, d, hd, n_layers = spec.hidden, spec.dtype_bytes, spec.head_dim, spec.num_layers
         q_out = spec.num_heads * hd
         kv_out = spec.num_kv_heads * hd
-        linear_params = h * (q_out + 2 * kv_out) + q_out * h + 3 * h * spec.ffn
+        linear_params = spec.linear_params_per_layer
         # Per-layer constants are multiplied by the layer count here, once.
         self.gemm_flops_per_token = n_layers * 2 * linear_params / tp
         self.gemm_weight_bytes = n_layers * linear_params * d / tp
@@ -173,4 +161,4 @@ class WorkCounter:
 
     def count_batch(self, batch: Batch) -> Work:
         """Component-wise work of a scheduler's batch."""
-        return self.count(*batch_composition(batch))
+        return self.count(*batch.composition())

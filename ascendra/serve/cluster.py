@@ -1,10 +1,10 @@
 """The serving cluster: the live runtime's instances and router, open-ended, with one token stream per request.
 
 ``LiveCluster`` serves a known workload and ends when it is done; a server does not know its requests in
-advance, so this coordinator starts the instance threads once, adds each request when it is submitted (routed
-under the control lock, as the live coordinator does), and stops the instances only when the server stops. It
-implements the same ``Control`` protocol, so the instance loop (``ascendra.live.worker``) and the schedulers
-are unchanged.
+advance, so this cluster starts the instance threads once, hands each request to the shared ``Coordinator`` when
+it is submitted (under the control lock, as the live runtime does), and stops the instances only when the server
+stops. It is the same ``WallClockControl`` as ``LiveCluster``, so the instance loop (``ascendra.live.worker``),
+the schedulers, routing and moves are unchanged.
 
 Tokens reach their stream from the executor: ``StreamingExecutor`` wraps the engine executor and, right after
 a batch has run, hands every newly sampled token to its request's stream (thread-safely, into the stream's
@@ -19,17 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ascendra.batch import Batch
-from ascendra.live.worker import InstanceThread
-from ascendra.request import Request
-from ascendra.sim.instance import SimInstance
-from ascendra.sim.router import Router
-from workloads.spec import RequestSpec
+from ascendra.coordinator import TransferTime, instant
+from ascendra.instance import Executor, Instance
+from ascendra.live.worker import WallClockControl
+from ascendra.request import Request, RequestSpec
+from ascendra.router import Router
 
 
 class Rejected(ValueError):
@@ -79,7 +76,7 @@ class Limits:
 class StreamingExecutor:
     """An instance executor that publishes each token sampled by a batch to its request's stream."""
 
-    def __init__(self, inner: Callable[[Batch], float], streams: dict[int, TokenStream]) -> None:
+    def __init__(self, inner: Executor, streams: dict[int, TokenStream]) -> None:
         self.inner = inner
         self.streams = streams
 
@@ -96,38 +93,21 @@ class StreamingExecutor:
         return seconds
 
 
-class ServingCluster:
+class ServingCluster(WallClockControl):
     """Instances with real executors plus a router, serving requests as they are submitted until ``stop``."""
 
-    def __init__(self, instances: list[SimInstance], router: Router, limits: Limits) -> None:
-        self.instances = instances
-        self.router = router
+    def __init__(
+        self, instances: list[Instance], router: Router, limits: Limits, transfer_time: TransferTime = instant
+    ) -> None:
+        super().__init__(instances, router, transfer_time)
         self.limits = limits
-        self.lock = threading.Lock()
-        self.stopping = False
         self.error: BaseException | None = None
         self._streams: dict[int, TokenStream] = {}
         for node in instances:
-            node.batch_time = StreamingExecutor(node.batch_time, self._streams)
-        self._threads = {id(node): InstanceThread(node, self) for node in instances}
+            node.execute = StreamingExecutor(node.execute, self._streams)
         self._next_id = 0
-        self._t0 = time.perf_counter()
-        self._started = False
 
     # --- Control (called by instance threads, with the lock held) ----------------------------------------------
-
-    def clock(self) -> float:
-        return time.perf_counter() - self._t0
-
-    def after_schedule(self, node: SimInstance, batch: Batch, now: float) -> None:
-        for request in node.scheduler.drain_rejected():
-            self._end(request, "dropped by admission control: its TTFT SLO could not be met")
-        for request, target in self.router.moves_after(node, batch, now):
-            self._give(target, request)
-
-    def finished(self, requests: list[Request]) -> None:
-        for request in requests:
-            self._end(request, None)
 
     def idle(self) -> None:
         """Nothing to do: an idle server is not a stall."""
@@ -135,22 +115,23 @@ class ServingCluster:
     def fail(self, exc: BaseException) -> None:
         if self.error is None:
             self.error = exc
-        for request_id in list(self._streams):
-            self._streams.pop(request_id).push(End(f"instance failed: {exc!r}"))
+        self._end_all(f"instance failed: {exc!r}")
+
+    def _ended(self, request: Request, error: str | None) -> None:
+        stream = self._streams.pop(request.id, None)
+        if stream is not None:
+            stream.push(End(error))
 
     # --- serving ----------------------------------------------------------------------------------------------
 
     @property
     def healthy(self) -> bool:
-        return self._started and not self.stopping and self.error is None
+        return self.started and not self.stopping and self.error is None
 
     def start(self) -> None:
-        if self._started:
+        if self.started:
             raise RuntimeError("a ServingCluster starts once")
-        self._started = True
-        self._t0 = time.perf_counter()
-        for thread in self._threads.values():
-            thread.start()
+        self._start_threads()
 
     def check(self, prompt_ids: list[int], max_tokens: int) -> None:
         """Raise ``Rejected`` for a request no instance could ever run."""
@@ -178,34 +159,19 @@ class ServingCluster:
             if not self.healthy:
                 raise Unavailable("the server is stopping or an instance failed")
             request_id, self._next_id = self._next_id, self._next_id + 1
-            request = Request(RequestSpec(request_id, self.clock(), len(prompt_ids), max_tokens, tuple(prompt_ids)))
+            now = self.clock()
+            request = Request(RequestSpec(request_id, now, len(prompt_ids), max_tokens, tuple(prompt_ids)))
             self._streams[request_id] = stream
-            node = self.router.route(request, self.clock())
-            if node is None:
-                request.dropped = True
-                self._end(request, "dropped by admission control")
-            else:
-                self._give(node, request)
+            self.coordinator.arrive(request, now)
         return stream
 
     def stop(self) -> None:
         """Stop the instances; requests still in flight end with an error."""
         with self.lock:
-            self.stopping = True
-            for thread in self._threads.values():
-                thread.notify()
-            for request_id in list(self._streams):
-                self._streams.pop(request_id).push(End("the server is shutting down"))
-        if self._started:
-            for thread in self._threads.values():
-                thread.join()
+            self.stopping = True  # before the streams end, so no request is submitted after
+            self._end_all("the server is shutting down")
+        self._stop_threads()
 
-    def _give(self, node: SimInstance, request: Request) -> None:
-        request.instances.append(node.name)
-        node.scheduler.add(request, self.clock())
-        self._threads[id(node)].notify()
-
-    def _end(self, request: Request, error: str | None) -> None:
-        stream = self._streams.pop(request.id, None)
-        if stream is not None:
-            stream.push(End(error))
+    def _end_all(self, error: str) -> None:
+        for request_id in list(self._streams):
+            self._streams.pop(request_id).push(End(error))

@@ -1,8 +1,8 @@
-"""Building a serving cluster on real engines and running the HTTP server in front of it.
+"""Running the HTTP server in front of a serving cluster.
 
-The engines are built exactly as ``ascendra.live.run.run_live`` builds them (same ``build_system``, weights,
-KV sizing and warm-up), so a served system is the system a live run measures. ``serve`` runs in the foreground
-(``ascbench serve``); ``running_server`` runs it on a thread for tests and scripts, on a free port of its host.
+``serve`` runs in the foreground (``ascbench serve``); ``running_server`` runs it on a thread for tests and
+scripts, on a free port of its host. The cluster comes built (``ascendra.harness.serving.build_cluster`` builds
+one from a run config, with the engines a live run uses), so the server knows nothing of configs or systems.
 """
 
 from __future__ import annotations
@@ -12,37 +12,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
-
-from ascendra.config import RunConfig
-from ascendra.engine import Engine
 from ascendra.errors import UserError
-from ascendra.live.engines import BLOCK_SIZE, LiveOptions, default_dtype, kv_blocks, load_model, resolve_device, warm_up
-from ascendra.live.executor import EngineExecutor
-from ascendra.serve.cluster import Limits, ServingCluster
-from ascendra.systems import build_system
-
-
-def _unused_executor(batch: object) -> float:
-    raise AssertionError("replaced by each instance's engine before serving")
-
-
-def build_cluster(config: RunConfig, options: LiveOptions) -> ServingCluster:
-    """``config``'s system with one real engine per instance, not started yet. Sets torch's intra-op threads to
-    the cores split between the instances (process-wide, as a server owns its process)."""
-    device = resolve_device(options.device)
-    dtype = default_dtype(device, options.dtype)
-    engine_config, weights = load_model(config.model, options, device, dtype)
-    num_blocks = kv_blocks(engine_config, options, dtype)
-    instances, router = build_system(config, _unused_executor, num_blocks=num_blocks)
-    for node in instances:
-        engine = Engine(engine_config, weights, num_blocks, device=device, dtype=dtype)
-        if options.warmup:
-            warm_up(engine)
-        node.batch_time = EngineExecutor(engine, node.scheduler.blocks)
-    torch.set_num_threads(options.torch_threads or max(1, torch.get_num_threads() // len(instances)))
-    limits = Limits(engine_config.vocab_size, engine_config.max_position_embeddings, num_blocks, BLOCK_SIZE)
-    return ServingCluster(instances, router, limits)
+from ascendra.serve.cluster import ServingCluster
 
 
 def _uvicorn_server(cluster: ServingCluster, model: str):  # -> uvicorn.Server
@@ -71,11 +42,10 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(config: RunConfig, options: LiveOptions, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve ``config`` on ``host:port`` until interrupted (Ctrl-C / SIGTERM)."""
+def serve(cluster: ServingCluster, model: str, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve ``cluster`` (as ``model``) on ``host:port`` until interrupted (Ctrl-C / SIGTERM)."""
     sock = _bind(host, port)
-    cluster = build_cluster(config, options)
-    server = _uvicorn_server(cluster, config.model)
+    server = _uvicorn_server(cluster, model)
     cluster.start()
     try:
         server.run(sockets=[sock])
@@ -85,13 +55,11 @@ def serve(config: RunConfig, options: LiveOptions, host: str = "127.0.0.1", port
 
 
 @contextmanager
-def running_server(config: RunConfig, options: LiveOptions, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve ``config`` on a free port of ``host`` on a background thread; yields the base URL, then stops."""
+def running_server(cluster: ServingCluster, model: str, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve ``cluster`` on a free port of ``host`` on a background thread; yields the base URL, then stops it."""
     sock = _bind(host, 0)
     port = sock.getsockname()[1]
-    saved_threads = torch.get_num_threads()
-    cluster = build_cluster(config, options)
-    server = _uvicorn_server(cluster, config.model)
+    server = _uvicorn_server(cluster, model)
     cluster.start()
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="serve-http", daemon=True)
     thread.start()
@@ -106,4 +74,3 @@ def running_server(config: RunConfig, options: LiveOptions, host: str = "127.0.0
         thread.join(timeout=10)
         cluster.stop()
         sock.close()
-        torch.set_num_threads(saved_threads)

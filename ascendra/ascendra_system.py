@@ -1,0 +1,93 @@
+"""Ascendra as a registered system: its knobs and how its LP/HP instances and controller are built.
+
+The policies live in ``lp_scheduler`` (low priority: decodes never stall, whole prefills by urgency),
+``hp_scheduler`` (high priority: urgent requests first) and ``controller`` (ticket routing and offload); this
+module only declares the system.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ascendra.controller import AscendraController
+from ascendra.errors import UserError
+from ascendra.gpus import get_gpu
+from ascendra.hp_scheduler import HighPriorityScheduler
+from ascendra.lp_scheduler import LowPriorityScheduler
+from ascendra.perfmodel import PerfModel
+from ascendra.system import BuildContext, Built, ClusterSpec, System, SystemConfig, knob
+from ascendra.urgency import VALUE_FUNCTIONS, Predictor
+
+#: Performance-model feature sets: the paper's four roofline features, or per-sequence ones.
+PERF_MODELS = ("paper", "per-seq")
+
+
+@dataclass(frozen=True, slots=True)
+class AscendraConfig(SystemConfig):
+    partition: str = knob("2L1H", "xLyH: low- and high-priority instances.")
+    margin: float | None = knob(None, "Offload margin, s \\[default: 0.7 for llama-3.1-8b, else 1.0].")
+    value_fn: str = knob("edf", "Urgency value function.", VALUE_FUNCTIONS)
+    compute_cap: float = knob(1.0, "LP compute cap, in seconds of the GPU's peak FLOPs.")
+    perf_model: str = knob("paper", "Performance-model features: paper (4 roofline) or per-seq.", PERF_MODELS)
+    max_num_seqs: int = knob(128, "Max running sequences per instance.")
+    max_batched_tokens: int = knob(8192, "Token budget per iteration (whole prefills must fit it).")
+    admission_control: bool = knob(False, "Drop requests predicted to miss their TTFT.")
+
+    def __post_init__(self) -> None:
+        SystemConfig.__post_init__(self)
+        self.positive("compute_cap", "max_num_seqs", "max_batched_tokens")
+        if self.margin is not None and self.margin < 0:
+            raise UserError(f"--margin must be >= 0, got {self.margin}")
+        self.lp_hp  # noqa: B018  (validates the partition)
+
+    @property
+    def lp_hp(self) -> tuple[int, int]:
+        """(low-priority, high-priority) instance counts of the ``xLyH`` partition."""
+        match = re.fullmatch(r"(\d+)L(\d+)H", self.partition)
+        if not match or int(match[1]) < 1 or int(match[2]) < 1:
+            raise UserError(f"bad --partition {self.partition!r}: use xLyH with x, y >= 1, e.g. 2L1H")
+        return int(match[1]), int(match[2])
+
+    def check(self, cluster: ClusterSpec) -> None:
+        low, high = self.lp_hp
+        if low + high != cluster.instances:
+            raise UserError(f"--partition {self.partition} has {low + high} instances; pass --instances {low + high}")
+
+    def offload_margin(self, model: str) -> float:
+        """As configured, else the published per-model constant (0.7 s for Llama-3.1-8B, 1.0 s otherwise)."""
+        if self.margin is not None:
+            return self.margin
+        return 0.7 if model == "llama-3.1-8b" else 1.0
+
+
+def build(config: AscendraConfig, ctx: BuildContext) -> Built:
+    """``xLyH``: x low-priority instances (``lp0``...) then y high-priority ones (``hp0``...), and the controller."""
+    cluster = ctx.cluster
+    perf = PerfModel.load(cluster.model, cluster.gpu, cluster.tp, per_seq=config.perf_model == "per-seq")
+    predictor = Predictor(perf)
+    shared = {
+        "predictor": predictor,
+        "ttft_slo": cluster.ttft_slo,
+        "value_fn": config.value_fn,
+        "max_num_seqs": config.max_num_seqs,
+        "max_batched_tokens": config.max_batched_tokens,
+        "admission_control": config.admission_control,
+    }
+    margin = config.offload_margin(cluster.model)
+    cap_flops = config.compute_cap * get_gpu(cluster.gpu).peak_flops
+    num_low, num_high = config.lp_hp
+    low = [
+        ctx.instance(f"lp{i}", lambda b: LowPriorityScheduler(b, margin=margin, compute_cap_flops=cap_flops, **shared))
+        for i in range(num_low)
+    ]
+    high = [ctx.instance(f"hp{i}", lambda b: HighPriorityScheduler(b, **shared)) for i in range(num_high)]
+    return Built(low + high, AscendraController(low, high, predictor))
+
+
+SYSTEM = System(
+    "ascendra",
+    "Ascendra: LP instances for throughput, HP for urgent requests, offload by a performance model.",
+    AscendraConfig,
+    build,
+)

@@ -1,0 +1,173 @@
+"""The coordinator every runtime shares: routing, handing requests to instances, rejections, moves, the final check.
+
+The simulator (``ascendra.sim.cluster``), the live runtime (``ascendra.live.cluster``) and the server
+(``ascendra.serve.cluster``) differ only in their clock and in who runs each instance's executor loop; whatever
+decides where a request is lives here, once, so the three cannot drift apart. The coordinator never reads a clock
+(every call is given ``now``) and never starts work itself; it tells its runtime through three hooks:
+
+- ``on_give(instance, now)``: the instance was given a request (the simulator starts it if idle, the live
+  runtimes wake its thread);
+- ``on_end(request, error)``: a request finished (``error`` None) or was dropped (the server ends its stream);
+- ``on_transit(due)``: a move is in transit until ``due``; the runtime calls ``deliver_due`` at that time (the
+  simulator as an event, the live runtimes on a timer).
+
+A move costs ``transfer_time(move, source)`` seconds (default: none). A free move is delivered at once, as the
+simulator always did; otherwise the request is in no instance until its delivery.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ascendra.batch import Batch
+from ascendra.instance import Instance
+from ascendra.request import Request
+from ascendra.router import Move, Router
+
+#: Seconds a move takes to reach its target, given the move and the instance it leaves.
+TransferTime = Callable[[Move, Instance], float]
+
+#: Why a request an instance's scheduler rejected was dropped (the server reports it to the client).
+REJECTED = "dropped by admission control: its TTFT SLO could not be met"
+#: Why a request the router placed nowhere was dropped.
+UNROUTED = "dropped by admission control"
+
+
+def instant(move: Move, source: Instance) -> float:
+    """The default transfer time: a move is free and delivered when it is decided."""
+    return 0.0
+
+
+@dataclass(slots=True)
+class MoveRecord:
+    """A request the router moved between instances, carrying ``kv_tokens`` of KV, and when (runtime seconds).
+
+    ``delivered`` is None while the request is in transit."""
+
+    request_id: int
+    source: str
+    target: str
+    kv_tokens: int
+    decided: float
+    delivered: float | None = None
+
+    @property
+    def latency(self) -> float:
+        """Seconds from the router's decision to the target receiving the request."""
+        if self.delivered is None:
+            raise ValueError(f"the move of request {self.request_id} has not been delivered yet")
+        return self.delivered - self.decided
+
+
+def _nothing(*args: object) -> None:
+    """The default hook: the runtime does not need to hear about it."""
+
+
+class Coordinator:
+    """The instances and router of a cluster, and the bookkeeping around them, for any runtime's clock.
+
+    ``outstanding`` counts requests that arrived and have not finished or been dropped (a request in transit is
+    outstanding); ``moves`` records every move in the order decided.
+    """
+
+    def __init__(
+        self,
+        instances: list[Instance],
+        router: Router,
+        transfer_time: TransferTime = instant,
+        on_give: Callable[[Instance, float], None] = _nothing,
+        on_end: Callable[[Request, str | None], None] = _nothing,
+        on_transit: Callable[[float], None] = _nothing,
+    ) -> None:
+        self.instances = instances
+        self.router = router
+        self.transfer_time = transfer_time
+        self.on_give = on_give
+        self.on_end = on_end
+        self.on_transit = on_transit
+        self.outstanding = 0
+        self.moves: list[MoveRecord] = []
+        self._in_transit: list[tuple[float, int, MoveRecord, Move]] = []
+        self._seq = 0
+
+    @property
+    def num_in_transit(self) -> int:
+        return len(self._in_transit)
+
+    def arrive(self, request: Request, now: float) -> None:
+        """A new request: route it, or drop it when the router places it nowhere (admission control)."""
+        self.outstanding += 1
+        instance = self.router.route(request, now)
+        if instance is None:
+            request.dropped = True
+            self._dropped([request], UNROUTED)
+            return
+        self.give(instance, request, now)
+
+    def give(self, instance: Instance, request: Request, now: float) -> None:
+        """Hand ``request`` to ``instance``: queued when it holds no KV, adopted with its KV otherwise."""
+        request.instances.append(instance.name)
+        if request.num_computed:
+            instance.scheduler.adopt(request, now)
+        else:
+            instance.scheduler.add(request, now)
+        self.on_give(instance, now)
+
+    def after_schedule(self, instance: Instance, batch: Batch, now: float) -> None:
+        """Right after ``instance`` scheduled ``batch``: record its rejected requests as dropped and carry out the
+        router's moves away from it."""
+        rejected = instance.scheduler.drain_rejected()
+        if rejected:
+            self._dropped(rejected, REJECTED)
+        moves = self.router.moves_after(instance, batch, now)
+        for move in moves:
+            self._move(instance, move, now)
+
+    def finished(self, requests: list[Request]) -> None:
+        """Requests an instance just completed."""
+        self.outstanding -= len(requests)
+        for request in requests:
+            self.on_end(request, None)
+
+    def deliver_due(self, now: float) -> None:
+        """Deliver every move in transit due by ``now``."""
+        transit = self._in_transit
+        while transit and transit[0][0] <= now:
+            _, _, record, move = heapq.heappop(transit)
+            record.delivered = now
+            self.give(move.target, move.request, now)
+
+    @staticmethod
+    def check_all_done(requests: Iterable[Request]) -> None:
+        """The run's invariant: every arrived request finished or was dropped, exactly one of the two."""
+        for request in requests:
+            if request.finished == request.dropped:
+                state = "both finished and dropped" if request.finished else "neither finished nor dropped"
+                raise AssertionError(f"request {request.id} is {state} at the end of the run")
+
+    def _move(self, source: Instance, move: Move, now: float) -> None:
+        request = move.request
+        if move.kv_tokens != request.num_computed:
+            raise ValueError(
+                f"request {request.id} moves with {move.kv_tokens} KV tokens but has {request.num_computed} computed"
+            )
+        record = MoveRecord(request.id, source.name, move.target.name, move.kv_tokens, now)
+        self.moves.append(record)
+        cost = self.transfer_time(move, source)
+        if cost == 0.0:
+            record.delivered = now
+            self.give(move.target, request, now)
+        elif cost > 0.0:
+            due = now + cost
+            self._seq += 1
+            heapq.heappush(self._in_transit, (due, self._seq, record, move))
+            self.on_transit(due)
+        else:
+            raise ValueError(f"the transfer of request {request.id} takes {cost} s, which is negative")
+
+    def _dropped(self, requests: list[Request], error: str) -> None:
+        self.outstanding -= len(requests)
+        for request in requests:
+            self.on_end(request, error)

@@ -1,0 +1,57 @@
+"""How requests reach instances: the router contract, moves between instances, and the round-robin router.
+
+A router places each arrival and, after any instance has scheduled a batch, may move requests away from it. A
+move names the KV it carries: ``kv_tokens == 0`` for a request that holds no KV (taken from a waiting queue, as
+Ascendra's offload), more for one whose cache travels with it (a prefill/decode hand-off, a live migration).
+The coordinator charges each move's transfer time and delivers it to the target afterwards; while it travels
+the request is in no instance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ascendra.batch import Batch
+from ascendra.instance import Instance
+from ascendra.request import Request
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """``request`` leaves its instance for ``target`` carrying ``kv_tokens`` tokens of KV cache.
+
+    The router has already taken the request out of its source scheduler (``release`` does: it frees the
+    request's blocks there and returns its ``kv_tokens``, the request's ``num_computed``); the target ``adopt``s it
+    when the transfer completes, or ``add``s it when it carries no KV."""
+
+    request: Request
+    target: Instance
+    kv_tokens: int = 0
+
+
+class Router(Protocol):
+    """Places new arrivals and may move requests between instances after a scheduling step."""
+
+    def route(self, request: Request, now: float) -> Instance | None:
+        """The instance a new arrival goes to, or None to drop it (admission control)."""
+
+    def moves_after(self, instance: Instance, batch: Batch, now: float) -> list[Move]:
+        """Requests taken from ``instance`` right after it scheduled ``batch``, each with where it goes; never one
+        in ``batch``, which computes it there."""
+
+
+class RoundRobinRouter:
+    """The baselines' router: arrivals cycle over the instances; nothing ever moves."""
+
+    def __init__(self, instances: list[Instance]) -> None:
+        self.instances = instances
+        self._next = 0
+
+    def route(self, request: Request, now: float) -> Instance:
+        instance = self.instances[self._next]
+        self._next = (self._next + 1) % len(self.instances)
+        return instance
+
+    def moves_after(self, instance: Instance, batch: Batch, now: float) -> list[Move]:
+        return []
