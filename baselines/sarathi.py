@@ -17,10 +17,14 @@ prompts of any length.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ascendra.batch import Batch
 from ascendra.errors import UserError
 from ascendra.kv_cache import BlockManager
 from ascendra.policy import BasePolicy
+from ascendra.router import RoundRobinRouter
+from ascendra.system import BuildContext, Built, System, SystemConfig, knob
 
 
 class SarathiScheduler(BasePolicy):
@@ -49,3 +53,31 @@ class SarathiScheduler(BasePolicy):
         if self.waiting:
             self._admit_waiting(batch, budget, now, chunked=True)
         return batch
+
+
+@dataclass(frozen=True, slots=True)
+class SarathiConfig(SystemConfig):
+    max_num_seqs: int = knob(128, "Max running sequences per instance.")
+    chunk_size: int = knob(512, "Sarathi-Serve's token budget per iteration (its chunk size).")
+    admission_control: bool = knob(False, "Drop requests still waiting, unscheduled, past the TTFT SLO.")
+
+    def __post_init__(self) -> None:
+        SystemConfig.__post_init__(self)
+        self.positive("max_num_seqs", "chunk_size")
+
+
+def build(config: SarathiConfig, ctx: BuildContext) -> Built:
+    """One Sarathi-Serve instance per GPU behind a round-robin router."""
+
+    def policy(blocks: BlockManager) -> SarathiScheduler:
+        scheduler = SarathiScheduler(blocks, chunk_size=config.chunk_size, max_num_seqs=config.max_num_seqs)
+        scheduler.drop_after = ctx.cluster.ttft_slo if config.admission_control else None
+        return scheduler
+
+    instances = [ctx.instance(f"gpu{i}", policy) for i in range(ctx.cluster.instances)]
+    return Built(instances, RoundRobinRouter(instances))
+
+
+SYSTEM = System(
+    "sarathi", "Sarathi-Serve: decodes first, then chunked prefills in a token budget.", SarathiConfig, build
+)

@@ -15,10 +15,14 @@ admitted here therefore always fits an empty instance, so the queue can never ha
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ascendra.batch import Batch
 from ascendra.errors import UserError
 from ascendra.kv_cache import BlockManager
 from ascendra.policy import BasePolicy
+from ascendra.router import RoundRobinRouter
+from ascendra.system import BuildContext, Built, System, SystemConfig, knob
 
 
 class VllmScheduler(BasePolicy):
@@ -40,3 +44,29 @@ class VllmScheduler(BasePolicy):
                 return batch
         self._schedule_decodes(batch, now)
         return batch
+
+
+@dataclass(frozen=True, slots=True)
+class VllmConfig(SystemConfig):
+    max_num_seqs: int = knob(128, "Max running sequences per instance.")
+    max_batched_tokens: int = knob(8192, "Token budget per iteration (whole prefills must fit it).")
+    admission_control: bool = knob(False, "Drop requests still waiting, unscheduled, past the TTFT SLO.")
+
+    def __post_init__(self) -> None:
+        SystemConfig.__post_init__(self)
+        self.positive("max_num_seqs", "max_batched_tokens")
+
+
+def build(config: VllmConfig, ctx: BuildContext) -> Built:
+    """One vLLM instance per GPU behind a round-robin router."""
+
+    def policy(blocks: BlockManager) -> VllmScheduler:
+        scheduler = VllmScheduler(blocks, config.max_num_seqs, config.max_batched_tokens)
+        scheduler.drop_after = ctx.cluster.ttft_slo if config.admission_control else None
+        return scheduler
+
+    instances = [ctx.instance(f"gpu{i}", policy) for i in range(ctx.cluster.instances)]
+    return Built(instances, RoundRobinRouter(instances))
+
+
+SYSTEM = System("vllm", "vLLM's default scheduler: prefill-first whole prompts, FCFS.", VllmConfig, build)

@@ -12,12 +12,13 @@ import numpy as np
 
 from ascendra.errors import UserError
 from ascendra.models import get_model
+from ascendra.request import RequestSpec
 from workloads.arrivals import ARRIVALS, arrival_times, mean_rate, replay_times
 from workloads.cache import cache_key, cache_path, load_arrays, save_arrays
 from workloads.hub import SHAREGPT_HUB
 from workloads.pool import LengthPool, draw_indices
 from workloads.sharegpt import packaged_sharegpt_path, read_sharegpt_file, sharegpt_pool
-from workloads.spec import RequestSpec, Workload
+from workloads.spec import Workload
 from workloads.synthetic import KINDS, parse_synthetic, sample_synthetic
 from workloads.tokenizers import TokenCounter, token_counter
 from workloads.traces import DATA_ENV, data_dirs, find_trace, read_trace_file

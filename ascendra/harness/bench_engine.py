@@ -18,25 +18,14 @@ from ascendra.engine.config import EngineConfig
 from ascendra.engine.engine import Engine
 from ascendra.engine.weights import dummy_weights, parse_dtype
 from ascendra.errors import UserError
+from ascendra.kv_cache import DEFAULT_BLOCK_SIZE
 from ascendra.models import ModelSpec, get_model
-from ascendra.request import Request
-from workloads.spec import RequestSpec
+from ascendra.request import Request, RequestSpec
 
 # Llama-shaped models outside the serving table, sized for CPU benchmarking.
-BENCH_MODELS: dict[str, EngineConfig] = {
+BENCH_MODELS: dict[str, ModelSpec] = {
     # ~100M parameters: 12 layers, hidden 768, GQA 12/4 heads, SwiGLU 2048, 16k vocabulary, untied head.
-    "llama-100m": EngineConfig(
-        model_type="llama",
-        vocab_size=16000,
-        hidden_size=768,
-        intermediate_size=2048,
-        num_layers=12,
-        num_heads=12,
-        num_kv_heads=4,
-        head_dim=64,
-        max_position_embeddings=4096,
-        name="llama-100m",
-    ),
+    "llama-100m": ModelSpec("llama-100m", "ascendra/llama-100m", 12, 768, 2048, 12, 4, 64, 16000, 4096),
 }
 
 
@@ -47,7 +36,7 @@ def resolve_bench_model(model: ModelSpec | EngineConfig | str) -> EngineConfig:
     if isinstance(model, ModelSpec):
         return EngineConfig.from_model_spec(model)
     if model in BENCH_MODELS:
-        return BENCH_MODELS[model]
+        return EngineConfig.from_model_spec(BENCH_MODELS[model])
     try:
         return EngineConfig.from_model_spec(get_model(model))
     except UserError:
@@ -64,7 +53,7 @@ def run_engine_bench(
     decode_steps: int = 8,
     dtype: str | torch.dtype | None = None,
     max_batch_tokens: int = 8192,
-    block_size: int = 16,
+    block_size: int = DEFAULT_BLOCK_SIZE,
     seed: int = 0,
     repeats: int = 3,
     num_threads: int | None = None,
@@ -85,10 +74,9 @@ def run_engine_bench(
         raise UserError("context, decode_steps, max_batch_tokens and repeats must be positive")
     if context > max_batch_tokens:
         raise UserError(f"context {context} does not fit max_batch_tokens {max_batch_tokens}")
-    if context + decode_steps > cfg.max_position_embeddings:
+    if context + decode_steps > cfg.shape.max_model_len:
         raise UserError(
-            f"context + decode_steps = {context + decode_steps} exceeds the model's "
-            f"{cfg.max_position_embeddings} positions"
+            f"context + decode_steps = {context + decode_steps} exceeds the model's {cfg.shape.max_model_len} positions"
         )
     try:
         dev = torch.device(device)
@@ -141,7 +129,7 @@ def _run(
         prefill_s = statistics.median(prefills)
         rows.append(
             {
-                "model": cfg.name,
+                "model": cfg.shape.name,
                 "device": str(dev),
                 "dtype": str(torch_dtype).removeprefix("torch."),
                 "num_threads": torch.get_num_threads() if dev.type == "cpu" else None,

@@ -1,14 +1,15 @@
-"""Capacity of a simulated system: interpolated over a rate sweep, or found by bisection."""
+"""Capacity of a system: interpolated over a rate sweep, or found by bisection."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
-from ascendra.config import RunConfig
 from ascendra.errors import UserError
+from ascendra.harness.config import RunConfig
+from ascendra.harness.runs import run_point
+from ascendra.harness.sweep import SweepDir, parse_rates, run_sweep
 from ascendra.metrics import ATTAINMENT_KEYS, capacity_from_sweep, search_capacity
-from ascendra.sweep import SweepDir, parse_rates, run_point, run_sweep
 
 
 def _column(slo_metric: str) -> str:
@@ -37,7 +38,7 @@ def capacity_of(
         store = SweepDir(out, config) if out is not None else None
 
         def evaluate(rate: float) -> float:
-            point = replace(config, rate=round(rate, 6))
+            point = config.with_rate(round(rate, 6))
             row = store.load_row(point) if store else None
             if row is None:
                 records, row = run_point(point, data_dir)
@@ -54,7 +55,7 @@ def capacity_of(
         result = capacity_from_sweep(table["rate"].tolist(), table[column].tolist(), target)
     fields = asdict(result)
     return {
-        "system": config.system,
+        "system": config.label,
         "capacity_qps": fields.pop("capacity"),
         "target": target,
         "slo_metric": slo_metric,

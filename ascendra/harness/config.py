@@ -1,181 +1,310 @@
-"""The typed, serialisable description of one simulated run; its hash names the run's outputs."""
+"""The typed, serialisable description of one run, composed of parts; its hash names the run's outputs.
+
+A ``RunConfig`` is a system (a registered name and that system's own knobs) plus four parts: the workload, the
+SLOs, the cluster (model, GPU, instances) and the backend (where batches execute). Commands and experiment
+specs address every field by one flat name (``rate``, ``ttft_slo``, ``chunk_size``...), routed to its part by
+``FLAT``; the parts' fields carry their help text, from which the CLI options are generated.
+
+The stored form (``to_dict``) holds a schema version and, per part, only what differs from the defaults; the
+key hashes it. So adding a knob with a default changes no stored config and no key, while a deliberate change
+of meaning bumps ``SCHEMA``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from dataclasses import asdict, dataclass, fields, replace
+import sys
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
 from ascendra.errors import UserError
 from ascendra.gpus import get_gpu
+from ascendra.harness.registry import get_system
+from ascendra.kv_cache import DEFAULT_BLOCK_SIZE
 from ascendra.models import get_model
+from ascendra.system import ClusterSpec, SystemConfig, knob
 
-SYSTEMS = ("vllm", "sarathi", "ascendra", "vllm-engine", "openai")
-BACKENDS = ("sim", "engine")
-#: Fields added after results were first stored: written (and hashed) only when they differ from these
-#: defaults, so the outputs of earlier simulated runs keep their names.
-_STORED_IF_SET: dict[str, object] = {
-    "backend": "sim",
-    "device": "cpu",
-    "kv_blocks": None,
-    "distributed": "none",
-    "endpoint": None,
-    "served_model": None,
-    "max_concurrency": None,
-    "request_timeout": 300.0,
+#: Version of the stored form; stored configs of another version are refused, not misread.
+SCHEMA = 2
+#: Where batches execute: the calibrated simulator, the project's engine live, the real vLLM engine in-process
+#: (its own scheduler), or any OpenAI-compatible server (the harness is only its client).
+BACKENDS = ("sim", "engine", "vllm-engine", "openai")
+#: Backends that run a registered system's policy (the others run their own).
+POLICY_BACKENDS = ("sim", "engine")
+#: Old system names that are backends now: the system and backend they stand for.
+SYSTEM_ALIASES = {"vllm-engine": ("vllm", "vllm-engine"), "openai": ("ascendra", "openai")}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadConfig:
+    name: str = knob("sharegpt", "Workload name or trace path (see `workloads list`).")
+    num_requests: int = knob(2000, "Requests per run.")
+    rate: float = knob(20.0, "Request rate, QPS.")
+    arrival: str = knob("poisson", "Arrival process: poisson, poisson-truncated, gamma, fixed.")
+    cv: float = knob(1.0, "Burstiness (coefficient of variation) of gamma arrivals.")
+    seed: int = knob(1, "Seed of the workload sampling and arrivals.")
+
+    def __post_init__(self) -> None:
+        _positive(self, rate="rate", num_requests="num-requests", cv="cv")
+
+
+@dataclass(frozen=True, slots=True)
+class SLOConfig:
+    ttft: float = knob(1.0, "TTFT SLO in seconds.")
+    tbt: float = knob(0.15, "TBT SLO in seconds.")
+
+    def __post_init__(self) -> None:
+        _positive(self, ttft="ttft-slo", tbt="tbt-slo")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    model: str = knob("llama-3.1-8b", "Model (llama-3.1-8b, mistral-7b, qwen-14b, tiny).")
+    gpu: str = knob("a100-80gb", "Simulated GPU (a100-80gb, h100-80gb).")
+    tp: int | None = knob(None, "Tensor parallelism per instance \\[default: the model's].")
+    instances: int = knob(3, "Number of instances (GPUs, or TP groups).")
+    gpu_memory_utilization: float = knob(0.9, "Share of GPU memory for weights + KV cache.")
+    block_size: int = knob(DEFAULT_BLOCK_SIZE, "KV cache block size, tokens.")
+
+    def __post_init__(self) -> None:
+        get_model(self.model)
+        get_gpu(self.gpu)
+        _positive(self, instances="instances", block_size="block-size")
+        if self.tp is not None and self.tp < 1:
+            raise UserError(f"--tp must be at least 1, got {self.tp}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise UserError(f"--gpu-memory-utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+
+    @property
+    def tensor_parallel(self) -> int:
+        return self.tp if self.tp is not None else get_model(self.model).default_tp
+
+
+@dataclass(frozen=True, slots=True)
+class BackendConfig:
+    name: str = knob("sim", f"Where batches run: {', '.join(BACKENDS)}.", BACKENDS)
+    device: str = knob("cpu", "Engine backend: cpu or cuda[:i].")
+    kv_blocks: int | None = knob(None, "Engine backend: KV blocks per instance \\[default: 0.25 GiB].")
+    distributed: str = knob(
+        "none", "Engine backend: none (one process) or ray (an actor per instance).", ("none", "ray")
+    )
+    endpoint: str | None = knob(None, "Backend openai: base URL of the OpenAI-compatible server to load.")
+    served_model: str | None = knob(None, "Backend openai: model name in requests \\[default: the server's].")
+    max_concurrency: int | None = knob(None, "Backend openai: cap on requests in flight \\[default: none].")
+    request_timeout: float = knob(300.0, "Backend openai: per-request timeout, s.")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                option = "backend" if f.name == "name" else f.name
+                raise UserError(f"unknown --{option} {getattr(self, f.name)!r}; known: {', '.join(choices)}")
+        _positive(self, kv_blocks="kv-blocks", max_concurrency="max-concurrency", request_timeout="request-timeout")
+        client = ("endpoint", "served_model", "max_concurrency", "request_timeout")
+        if self.name == "openai":
+            if self.endpoint is None:
+                raise UserError("--backend openai loads an OpenAI-compatible server: pass --endpoint URL")
+            if not self.endpoint.startswith(("http://", "https://")):
+                raise UserError(f"--endpoint must be an http(s) URL, got {self.endpoint!r}")
+        elif any(getattr(self, n) != _DEFAULTS[BackendConfig][n] for n in client):
+            raise UserError(
+                "--endpoint, --served-model, --max-concurrency and --request-timeout apply only to --backend openai"
+            )
+
+
+def _positive(part: object, **options: str) -> None:
+    for name, option in options.items():
+        value = getattr(part, name)
+        if value is not None and not value > 0:
+            raise UserError(f"--{option} must be positive, got {value}")
+
+
+PARTS: dict[str, type] = {
+    "workload": WorkloadConfig,
+    "slo": SLOConfig,
+    "cluster": ClusterConfig,
+    "backend": BackendConfig,
 }
-_CLIENT_FIELDS = ("endpoint", "served_model", "max_concurrency", "request_timeout")
-VALUE_FUNCTIONS = ("edf", "basic", "sjf")
-PERF_MODELS = ("paper", "per-seq")
+_DEFAULTS: dict[type, dict[str, Any]] = {cls: {f.name: f.default for f in fields(cls)} for cls in PARTS.values()}
+#: Flat option name -> (part, field). Every other flat name is a knob of the run's system.
+FLAT: dict[str, tuple[str, str]] = {
+    **{("workload" if f.name == "name" else f.name): ("workload", f.name) for f in fields(WorkloadConfig)},
+    "ttft_slo": ("slo", "ttft"),
+    "tbt_slo": ("slo", "tbt"),
+    **{f.name: ("cluster", f.name) for f in fields(ClusterConfig)},
+    **{("backend" if f.name == "name" else f.name): ("backend", f.name) for f in fields(BackendConfig)},
+}
 
 
 @dataclass(frozen=True, slots=True)
 class RunConfig:
     """Everything that determines a run's result: with the same config the tables are byte-identical.
 
-    Defaults are the paper's ShareGPT setup: Llama-3.1-8B on three A100-80GB instances, 2,000 Poisson requests,
-    TTFT/TBT SLOs of 1.0/0.15 s, at most 128 sequences and 8,192 batched tokens per iteration.
+    Defaults are the paper's ShareGPT setup: Ascendra, Llama-3.1-8B on three A100-80GB instances, 2,000 Poisson
+    requests at 20 QPS, TTFT/TBT SLOs of 1.0/0.15 s. ``knobs`` defaults to the system's own defaults.
     """
 
     system: str = "ascendra"
-    workload: str = "sharegpt"
-    model: str = "llama-3.1-8b"
-    gpu: str = "a100-80gb"
-    tp: int | None = None
-    instances: int = 3
-    rate: float = 20.0
-    num_requests: int = 2000
-    arrival: str = "poisson"
-    cv: float = 1.0
-    seed: int = 1
-    ttft_slo: float = 1.0
-    tbt_slo: float = 0.15
-    max_num_seqs: int = 128
-    max_batched_tokens: int = 8192
-    chunk_size: int = 512
-    gpu_memory_utilization: float = 0.9
-    # Ascendra only (ignored by the baselines).
-    partition: str = "2L1H"
-    margin: float | None = None
-    value_fn: str = "edf"
-    compute_cap: float = 1.0
-    admission_control: bool = False  # all systems: the baselines drop requests waiting past the TTFT SLO
-    perf_model: str = "paper"
-    # Where batches execute: the calibrated simulator, or the real engine live on ``device`` (``kv_blocks`` per
-    # instance; default: the engine's memory budget).
-    backend: str = "sim"
-    device: str = "cpu"
-    kv_blocks: int | None = None
-    distributed: str = "none"
-    # System ``openai``: the OpenAI-compatible server the harness loads (its base URL), and the model name sent in
-    # requests (default: the server's default), the cap on requests in flight (None: open loop) and the limit on
-    # each request's time, s. ``model`` still sets the workload's token counts.
-    endpoint: str | None = None
-    served_model: str | None = None
-    max_concurrency: int | None = None
-    request_timeout: float = 300.0
+    knobs: SystemConfig | None = None
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    slo: SLOConfig = field(default_factory=SLOConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
 
     def __post_init__(self) -> None:
-        if self.system not in SYSTEMS:
-            raise UserError(f"unknown system {self.system!r}; known systems: {', '.join(SYSTEMS)}")
-        get_model(self.model)
-        get_gpu(self.gpu)
-        positive = {
-            "rate": self.rate,
-            "ttft-slo": self.ttft_slo,
-            "tbt-slo": self.tbt_slo,
-            "instances": self.instances,
-            "num-requests": self.num_requests,
-            "max-num-seqs": self.max_num_seqs,
-            "max-batched-tokens": self.max_batched_tokens,
-            "chunk-size": self.chunk_size,
-            "cv": self.cv,
-        }
-        for name, value in positive.items():
-            if not value > 0:
-                raise UserError(f"--{name} must be positive, got {value}")
-        if self.tp is not None and self.tp < 1:
-            raise UserError(f"--tp must be at least 1, got {self.tp}")
-        if self.system == "ascendra":
-            low, high = self.lp_hp
-            if low + high != self.instances:
-                raise UserError(
-                    f"--partition {self.partition} has {low + high} instances; pass --instances {low + high}"
+        system = get_system(self.system)
+        if self.knobs is None:
+            object.__setattr__(self, "knobs", system.config())
+        elif type(self.knobs) is not system.config:
+            raise UserError(f"system {self.system} takes {system.config.__name__}, not {type(self.knobs).__name__}")
+        backend = self.backend.name
+        if backend != "openai":  # a remote server runs its own system: the knobs are not built on the cluster
+            self.knobs.check(self.cluster_spec)  # type: ignore[union-attr]
+        if backend in POLICY_BACKENDS and backend not in system.targets:
+            raise UserError(f"system {self.system} does not run on --backend {backend}")
+        if backend == "vllm-engine":
+            if self.system != "vllm":
+                raise UserError("--backend vllm-engine runs vLLM's own scheduler: pass --system vllm")
+            if self.cluster.instances != 1:
+                raise UserError("--backend vllm-engine serves one in-process vLLM engine: pass --instances 1")
+        if backend == "openai" and self.cluster.instances != 1:
+            raise UserError("--backend openai loads one endpoint: pass --instances 1")
+
+    # --- views ------------------------------------------------------------------------------------------------
+
+    @property
+    def cluster_spec(self) -> ClusterSpec:
+        """What the system is built on."""
+        c = self.cluster
+        return ClusterSpec(c.model, c.gpu, c.tensor_parallel, c.instances, self.slo.ttft, self.slo.tbt)
+
+    @property
+    def label(self) -> str:
+        """The system column of result tables: the system, or the backend when it runs its own scheduler."""
+        return self.system if self.backend.name in POLICY_BACKENDS else self.backend.name
+
+    @property
+    def rate(self) -> float:
+        return self.workload.rate
+
+    @property
+    def model(self) -> str:
+        return self.cluster.model
+
+    # --- flat names (CLI options, experiment specs) -----------------------------------------------------------
+
+    @classmethod
+    def from_flat(cls, values: dict[str, Any], notices: bool = True) -> RunConfig:
+        """A config from flat option names; an unknown name is a ``UserError``."""
+        values = dict(values)
+        system = values.pop("system", "ascendra")
+        if system in SYSTEM_ALIASES:
+            alias = system
+            system, backend = SYSTEM_ALIASES[alias]
+            if values.get("backend", "sim") not in ("sim", backend):
+                raise UserError(f"--system {alias} and --backend {values['backend']} contradict each other")
+            values["backend"] = backend
+            if notices:
+                instead = f"--backend {backend}" + (" --system vllm" if alias == "vllm-engine" else "")
+                print(
+                    f"ascbench: notice: --system {alias} is now {instead}; the alias goes in the next release",
+                    file=sys.stderr,
                 )
-        if self.system == "vllm-engine" and self.instances != 1:
-            raise UserError("--system vllm-engine serves one in-process vLLM engine: pass --instances 1")
-        if self.system == "openai":
-            if self.endpoint is None:
-                raise UserError("--system openai loads an OpenAI-compatible server: pass --endpoint URL")
-            if not self.endpoint.startswith(("http://", "https://")):
-                raise UserError(f"--endpoint must be an http(s) URL, got {self.endpoint!r}")
-            if self.instances != 1:
-                raise UserError("--system openai loads one endpoint: pass --instances 1")
-            if self.max_concurrency is not None and self.max_concurrency < 1:
-                raise UserError(f"--max-concurrency must be positive, got {self.max_concurrency}")
-            if not self.request_timeout > 0:
-                raise UserError(f"--request-timeout must be positive, got {self.request_timeout}")
-        elif any(getattr(self, name) != _STORED_IF_SET[name] for name in _CLIENT_FIELDS):
+        spec = get_system(system)
+        knob_names = {f.name for f in fields(spec.config)}
+        parts: dict[str, dict[str, Any]] = {name: {} for name in PARTS}
+        knobs: dict[str, Any] = {}
+        unknown = []
+        for name, value in values.items():
+            if name in FLAT:
+                part, attr = FLAT[name]
+                parts[part][attr] = value
+            elif name in knob_names:
+                knobs[name] = value
+            else:
+                unknown.append(name)
+        if unknown:
             raise UserError(
-                "--endpoint, --served-model, --max-concurrency and --request-timeout apply only to --system openai"
+                f"{', '.join(sorted(unknown))}: not an option of system {system} "
+                f"(its knobs: {', '.join(sorted(knob_names)) or 'none'})"
             )
-        if self.backend not in BACKENDS:
-            raise UserError(f"unknown --backend {self.backend!r}; known: {', '.join(BACKENDS)}")
-        if self.distributed not in ("none", "ray"):
-            raise UserError(f"--distributed must be none or ray, got {self.distributed!r}")
-        if self.kv_blocks is not None and self.kv_blocks < 1:
-            raise UserError(f"--kv-blocks must be positive, got {self.kv_blocks}")
-        if self.value_fn not in VALUE_FUNCTIONS:
-            raise UserError(f"unknown --value-fn {self.value_fn!r}; known: {', '.join(VALUE_FUNCTIONS)}")
-        if self.perf_model not in PERF_MODELS:
-            raise UserError(f"unknown --perf-model {self.perf_model!r}; known: {', '.join(PERF_MODELS)}")
-        if self.margin is not None and self.margin < 0:
-            raise UserError(f"--margin must be >= 0, got {self.margin}")
-        if not self.compute_cap > 0:
-            raise UserError(f"--compute-cap must be positive, got {self.compute_cap}")
-        if not 0 < self.gpu_memory_utilization <= 1:
-            raise UserError(f"--gpu-memory-utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        built = {name: PARTS[name](**args) for name, args in parts.items()}
+        return cls(system, spec.config(**knobs), **built)
 
-    @property
-    def lp_hp(self) -> tuple[int, int]:
-        """(low-priority, high-priority) instance counts of the ``xLyH`` partition."""
-        match = re.fullmatch(r"(\d+)L(\d+)H", self.partition)
-        if not match or int(match[1]) < 1 or int(match[2]) < 1:
-            raise UserError(f"bad --partition {self.partition!r}: use xLyH with x, y >= 1, e.g. 2L1H")
-        return int(match[1]), int(match[2])
+    @classmethod
+    def of(cls, **values: Any) -> RunConfig:
+        """``from_flat`` by keywords: ``RunConfig.of(system="vllm", rate=20, max_num_seqs=64)``."""
+        return cls.from_flat(values)
 
-    @property
-    def offload_margin(self) -> float:
-        """The offload margin: as configured, else the published per-model constant (0.7 s for Llama-3.1-8B,
-        1.0 s otherwise)."""
-        if self.margin is not None:
-            return self.margin
-        return 0.7 if self.model == "llama-3.1-8b" else 1.0
+    def flat(self) -> dict[str, Any]:
+        """Every field by its flat name (the inverse of ``from_flat``)."""
+        out: dict[str, Any] = {"system": self.system}
+        for name, (part, attr) in FLAT.items():
+            out[name] = getattr(getattr(self, part), attr)
+        out.update(asdict(self.knobs))  # type: ignore[arg-type]
+        return out
 
-    @property
-    def tensor_parallel(self) -> int:
-        return self.tp if self.tp is not None else get_model(self.model).default_tp
+    def replace(self, **values: Any) -> RunConfig:
+        """This config with some fields changed, by flat name (``config.replace(rate=20, chunk_size=256)``)."""
+        if "system" in values and values["system"] != self.system:
+            keep = {k: v for k, v in self.flat().items() if k in FLAT}
+            return RunConfig.from_flat({**keep, **values})
+        values = {k: v for k, v in values.items() if k != "system"}  # the same system: not a knob
+        parts: dict[str, dict[str, Any]] = {}
+        knobs: dict[str, Any] = {}
+        for name, value in values.items():
+            if name in FLAT:
+                part, attr = FLAT[name]
+                parts.setdefault(part, {})[attr] = value
+            else:
+                knobs[name] = value
+        if knobs:
+            own = {f.name for f in fields(self.knobs)}  # type: ignore[arg-type]
+            unknown = sorted(set(knobs) - own)
+            if unknown:
+                raise UserError(f"{', '.join(unknown)}: not an option of system {self.system}")
+        changed = {name: replace(getattr(self, name), **args) for name, args in parts.items()}
+        return replace(self, knobs=replace(self.knobs, **knobs), **changed)  # type: ignore[arg-type]
 
-    def to_dict(self) -> dict[str, object]:
-        data = asdict(self)
-        for name, default in _STORED_IF_SET.items():
-            if data[name] == default:
-                del data[name]
+    def with_rate(self, rate: float) -> RunConfig:
+        return replace(self, workload=replace(self.workload, rate=rate))
+
+    # --- stored form and key ----------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form: the schema, the system, and per part only the fields that differ from defaults."""
+        data: dict[str, Any] = {"schema": SCHEMA, "system": self.system}
+        knob_defaults = asdict(type(self.knobs)())  # type: ignore[arg-type]
+        own = {k: v for k, v in asdict(self.knobs).items() if knob_defaults[k] != v}  # type: ignore[arg-type]
+        if own:
+            data["knobs"] = own
+        for name, cls in PARTS.items():
+            values = asdict(getattr(self, name))
+            changed = {k: v for k, v in values.items() if _DEFAULTS[cls][k] != v}
+            if changed:
+                data[name] = changed
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> RunConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Read a stored form (``to_dict``); a dict without ``schema`` is read by flat names."""
+        if "schema" not in data:
+            return cls.from_flat(data, notices=False)
+        if data["schema"] != SCHEMA:
+            raise UserError(f"config schema {data['schema']} is not this version's ({SCHEMA}): rerun the point")
+        unknown = sorted(set(data) - {"schema", "system", "knobs", *PARTS})
         if unknown:
             raise UserError(f"unknown config keys: {', '.join(unknown)}")
-        return cls(**data)  # type: ignore[arg-type]
-
-    def with_rate(self, rate: float) -> RunConfig:
-        return replace(self, rate=rate)
+        system = get_system(str(data["system"]))
+        try:
+            knobs = system.config(**data.get("knobs", {}))
+            parts = {name: PARTS[name](**data.get(name, {})) for name in PARTS}
+        except TypeError as exc:
+            raise UserError(f"bad stored config: {exc}") from None
+        return cls(system.name, knobs, **parts)
 
     def key(self) -> str:
-        """A short stable hash of the config: the name of this run's outputs."""
+        """A short stable hash of the stored form: the name of this run's outputs."""
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]

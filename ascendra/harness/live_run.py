@@ -1,6 +1,6 @@
 """One live run: workload -> engines and schedulers -> real-time serving -> per-request records and summary.
 
-The counterpart of ``ascendra.sim.simulate.simulate``: the same ``build_system`` makes the schedulers and the
+The counterpart of ``ascendra.harness.simulate.simulate``: the same ``build_system`` makes the schedulers and the
 router, each instance's executor is the real engine instead of the cost model, and the records and summary are
 computed by the same functions, so live and simulated tables compare column for column.
 """
@@ -13,9 +13,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ascendra.config import RunConfig
-from ascendra.engine import Engine
+from ascendra.engine import Engine, EngineConfig
 from ascendra.errors import UserError
+from ascendra.harness.build import ExecutorFactory, build_system
+from ascendra.harness.config import RunConfig
+from ascendra.harness.workload import slo_of, workload_of
+from ascendra.instance import Executor
+from ascendra.kv_cache import BlockManager
 from ascendra.live.cluster import LiveCluster, LiveRunResult
 from ascendra.live.engines import (
     LiveOptions,
@@ -28,10 +32,7 @@ from ascendra.live.engines import (
     warm_up,
 )
 from ascendra.live.executor import EngineExecutor
-from ascendra.metrics import SLO, summarize
-from ascendra.records import records_frame
-from ascendra.sim.simulate import workload_of
-from ascendra.systems import build_system
+from ascendra.metrics import run_tables
 from workloads import Workload
 
 
@@ -45,8 +46,26 @@ class LiveOutcome:
     summary: dict[str, float]
 
 
-def _unused_executor(batch: object) -> float:
-    raise AssertionError("replaced by each instance's engine before the run")
+def engine_executors(
+    config: RunConfig, options: LiveOptions, synthetic: bool = False
+) -> tuple[ExecutorFactory, int, EngineConfig]:
+    """One real engine per instance, in this process: the executor factory, the KV blocks of each engine's pool
+    and the engine config (for checking requests against the model's limits)."""
+    device = resolve_device(options.device)
+    dtype = default_dtype(device, options.dtype)
+    engine_config, weights = load_model(config.cluster.model, options, device, dtype)
+    block_size = config.cluster.block_size
+    num_blocks = kv_blocks(engine_config, options, dtype, block_size)
+
+    def executor(name: str, blocks: BlockManager) -> EngineExecutor:
+        engine = Engine(
+            engine_config, weights, num_blocks, block_size, device=device, dtype=dtype, synthetic_prompts=synthetic
+        )
+        if options.warmup:
+            warm_up(engine)
+        return EngineExecutor(engine, blocks)
+
+    return executor, num_blocks, engine_config
 
 
 def run_live(
@@ -65,25 +84,16 @@ def run_live(
     synthetic = any(spec.prompt_ids is None for spec in workload.requests)
     if options.distributed == "ray":
         return _run_ray(config, workload, options, synthetic)
-    device = resolve_device(options.device)
-    dtype = default_dtype(device, options.dtype)
-    engine_config, weights = load_model(config.model, options, device, dtype)
+    executor, num_blocks, engine_config = engine_executors(config, options, synthetic)
     check_workload(workload.requests, engine_config)
-    num_blocks = kv_blocks(engine_config, options, dtype)
-
-    instances, router = build_system(config, _unused_executor, num_blocks=num_blocks)
-    for node in instances:
-        engine = Engine(engine_config, weights, num_blocks, device=device, dtype=dtype, synthetic_prompts=synthetic)
-        if options.warmup:
-            warm_up(engine)
-        node.batch_time = EngineExecutor(engine, node.scheduler.blocks)
+    built = build_system(config, executor, num_blocks=num_blocks)
+    for node in built.instances:
         node.batch_log = []
-
-    threads = options.torch_threads or max(1, torch.get_num_threads() // len(instances))
+    threads = options.torch_threads or max(1, torch.get_num_threads() // len(built.instances))
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        result = LiveCluster(instances, router).run(workload.requests)
+        result = LiveCluster(built.instances, built.router).run(workload.requests)
     finally:
         torch.set_num_threads(saved)
     return _outcome(config, options, workload, result)
@@ -97,23 +107,27 @@ def _run_ray(config: RunConfig, workload: Workload, options: LiveOptions, synthe
     if options.device != "cpu" and not options.device.startswith("cuda"):
         raise UserError(f"unsupported device {options.device!r}; use cpu or cuda[:index]")
     dtype = default_dtype(torch.device("cuda" if options.device != "cpu" else "cpu"), options.dtype)
-    engine_config = model_config(config.model, options)
+    engine_config = model_config(config.cluster.model, options)
     check_workload(workload.requests, engine_config)
-    num_blocks = kv_blocks(engine_config, options, dtype)
-    instances, router = build_system(config, _unused_executor, num_blocks=num_blocks)
-    engines = RayEngines(config.model, options, num_blocks, synthetic, len(instances))
+    c = config.cluster
+    num_blocks = kv_blocks(engine_config, options, dtype, c.block_size)
+    engines = RayEngines(c.model, options, num_blocks, synthetic, c.instances, c.block_size)
+    names: list[str] = []
+
+    def executor(name: str, blocks: BlockManager) -> Executor:
+        names.append(name)
+        return engines.executor(len(names) - 1, blocks)
+
     try:
-        for index, node in enumerate(instances):
-            node.batch_time = engines.executor(index, node.scheduler.blocks)
+        built = build_system(config, executor, num_blocks=num_blocks)
+        for node in built.instances:
             node.batch_log = []
-        result = LiveCluster(instances, router).run(workload.requests)
+        result = LiveCluster(built.instances, built.router).run(workload.requests)
     finally:
         engines.close()
     return _outcome(config, options, workload, result)
 
 
 def _outcome(config: RunConfig, options: LiveOptions, workload: Workload, result: LiveRunResult) -> LiveOutcome:
-    records = records_frame(result.requests)
-    summary = summarize(records, SLO(config.ttft_slo, config.tbt_slo))
-    summary["num_trimmed"] = workload.num_trimmed
+    records, summary = run_tables(result.requests, slo_of(config), workload.num_trimmed)
     return LiveOutcome(config, options, workload, result, records, summary)

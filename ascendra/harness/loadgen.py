@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from ascendra.errors import UserError
-from ascendra.request import Request
-from workloads.spec import RequestSpec, Workload
+from ascendra.request import Request, RequestSpec
+from workloads.spec import Workload
 
 SYNTHETIC_IDS = (10, 250)
 #: A p99 send lag above this (s) means the client could not keep up with the schedule.

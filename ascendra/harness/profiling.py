@@ -7,7 +7,7 @@ prefill-only and decode-only batches, Sarathi-Serve decode-only and mixed (chunk
 A *backend* supplies the executor: a function from a :class:`~ascendra.batch.Batch` to the seconds it takes.
 ``sim`` is the simulator's calibrated cost model; a real-engine backend only has to provide another function
 (it would run the batch and return the measured time), the rest of the profiler is the same. The batches are
-captured through ``SimInstance.batch_log`` without touching the runtime; a batch's composition is read from
+captured through ``Instance.batch_log`` without touching the runtime; a batch's composition is read from
 ``BatchItem.num_tokens`` / ``BatchItem.context``, which are fixed at scheduling time (the ``Request`` objects
 the items point to keep changing afterwards).
 """
@@ -22,20 +22,21 @@ from typing import Any
 import pandas as pd
 
 from ascendra.batch import Batch
-from ascendra.config import RunConfig
 from ascendra.costmodel import CostModel
 from ascendra.errors import UserError
+from ascendra.harness.build import build_system, one_executor
+from ascendra.harness.config import RunConfig
+from ascendra.harness.workload import workload_of
+from ascendra.instance import Instance
 from ascendra.perfmodel.features import KINDS
 from ascendra.perfmodel.log import log_row
+from ascendra.router import RoundRobinRouter
 from ascendra.sim.cluster import Cluster
-from ascendra.sim.instance import SimInstance
-from ascendra.sim.router import RoundRobinRouter
-from ascendra.sim.simulate import workload_of
-from ascendra.systems import build_system
 
 BatchLog = list[tuple[float, Batch, float]]
 
-#: Policies that run on a single general instance (Ascendra itself needs LP and HP instances).
+#: The policies profiled by default: between them they yield all three batch kinds. Any system that runs on one
+#: instance can be profiled (Ascendra needs LP and HP instances, so it cannot).
 PROFILE_SYSTEMS: tuple[str, ...] = ("vllm", "sarathi")
 DEFAULT_RATES: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0, 10.0)
 DEFAULT_NUM_REQUESTS = 250
@@ -45,9 +46,9 @@ EXTRA_COLUMNS: tuple[str, ...] = ("backend", "system", "workload", "rate", "seed
 
 def _sim_log(config: RunConfig, data_dir: Path | None) -> BatchLog:
     """Batches of a simulated run: the executor is the calibrated cost model."""
-    timer = CostModel.load(config.model, config.gpu, config.tensor_parallel).batch_time
-    instances, _ = build_system(config, timer)
-    instance: SimInstance = instances[0]
+    c = config.cluster
+    timer = CostModel.load(c.model, c.gpu, c.tensor_parallel).batch_time
+    instance: Instance = build_system(config, one_executor(timer)).instances[0]
     instance.batch_log = []
     Cluster([instance], RoundRobinRouter([instance])).run(workload_of(config, data_dir).requests)
     return instance.batch_log
@@ -55,10 +56,10 @@ def _sim_log(config: RunConfig, data_dir: Path | None) -> BatchLog:
 
 def _engine_log(config: RunConfig, data_dir: Path | None) -> BatchLog:
     """Batches of a live run on the real engine (device and KV pool from the config): measured seconds."""
+    from ascendra.harness.live_run import run_live
     from ascendra.live.engines import LiveOptions
-    from ascendra.live.run import run_live
 
-    options = LiveOptions(device=config.device, num_blocks=config.kv_blocks)
+    options = LiveOptions(device=config.backend.device, num_blocks=config.backend.kv_blocks)
     outcome = run_live(config, options=options, data_dir=data_dir)
     return outcome.result.instances[0].batch_log or []
 
@@ -88,52 +89,52 @@ class ProfileSpec:
             raise UserError(f"unknown backend {self.backend!r}; known backends: {', '.join(BACKENDS)}")
         if not self.systems:
             raise UserError("no systems to profile")
-        bad = [s for s in self.systems if s not in PROFILE_SYSTEMS]
-        if bad:
-            raise UserError(
-                f"cannot profile system(s) {', '.join(map(repr, bad))} on one instance; "
-                f"choose from {', '.join(PROFILE_SYSTEMS)}"
-            )
         if len(set(self.systems)) != len(self.systems):
             raise UserError(f"systems listed twice: {', '.join(self.systems)}")
         if not self.rates or min(self.rates) <= 0:
             raise UserError(f"rates must be positive, got {list(self.rates)}")
-        self.config(self.systems[0], self.rates[0])  # validates model, GPU, TP and the request count
+        for system in self.systems:  # validates the systems, model, GPU, TP and the request count
+            try:
+                self.config(system, self.rates[0])
+            except UserError as exc:
+                raise UserError(f"cannot profile system {system!r} on one instance: {exc}") from None
 
     def config(self, system: str, rate: float) -> RunConfig:
         """The one-instance run config of ``system`` at ``rate``."""
-        return RunConfig(
-            system=system,
-            workload=self.workload,
-            model=self.model,
-            gpu=self.gpu,
-            tp=self.tp,
-            instances=1,
-            rate=rate,
-            num_requests=self.num_requests,
-            seed=self.seed,
-            backend=self.backend,
-            device=self.device,
-            kv_blocks=self.kv_blocks,
+        return RunConfig.from_flat(
+            {
+                "system": system,
+                "workload": self.workload,
+                "model": self.model,
+                "gpu": self.gpu,
+                "tp": self.tp,
+                "instances": 1,
+                "rate": rate,
+                "num_requests": self.num_requests,
+                "seed": self.seed,
+                "backend": self.backend,
+                "device": self.device,
+                "kv_blocks": self.kv_blocks,
+            }
         )
 
 
 def batch_rows(
     config: RunConfig, batch_log: Sequence[tuple[float, Batch, float]], backend: str
 ) -> list[dict[str, Any]]:
-    """Schema rows (plus :data:`EXTRA_COLUMNS`) for one run's ``SimInstance.batch_log``."""
-    tp = config.tensor_parallel
+    """Schema rows (plus :data:`EXTRA_COLUMNS`) for one run's ``Instance.batch_log``."""
+    c = config.cluster
+    tp = c.tensor_parallel
     rows = []
     for start, batch, seconds in batch_log:
-        prefills = [(item.num_tokens, item.context) for item in batch.items if item.is_prefill]
-        decodes = [item.context for item in batch.items if not item.is_prefill]
-        row = log_row(config.model, config.gpu, tp, prefills, decodes, seconds)
+        prefills, decodes = batch.composition()
+        row = log_row(c.model, c.gpu, tp, prefills, decodes, seconds)
         row.update(
             backend=backend,
             system=config.system,
-            workload=config.workload,
+            workload=config.workload.name,
             rate=config.rate,
-            seed=config.seed,
+            seed=config.workload.seed,
             start_s=start,
         )
         rows.append(row)
@@ -142,8 +143,8 @@ def batch_rows(
 
 def profile_run(config: RunConfig, backend: str, data_dir: Path | None = None) -> pd.DataFrame:
     """Run ``config`` (one instance) on ``backend`` and return its batch log."""
-    if config.instances != 1:
-        raise UserError(f"profiling runs one instance, got {config.instances}")
+    if config.cluster.instances != 1:
+        raise UserError(f"profiling runs one instance, got {config.cluster.instances}")
     return pd.DataFrame(batch_rows(config, BACKENDS[backend](config, data_dir), backend))
 
 

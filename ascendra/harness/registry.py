@@ -1,92 +1,89 @@
-"""Builds a serving system (its instances, schedulers and router) from a run config.
+"""The system registry: every serving system ascbench can run, found in one place.
 
-The executor is a parameter: the simulator passes the calibrated cost model's batch time, the live runtime
-passes the real engine. Everything else (policies, KV sizing, controller) is shared.
+In-tree systems are modules with a ``SYSTEM`` attribute: Ascendra's (``ascendra.ascendra_system``) and every
+module of the ``baselines`` package, so a new baseline is one file there. Systems outside the project register
+through the ``ascbench.systems`` entry-point group (each entry point names a ``System`` object), so a researcher's
+own package is compared without editing the project. Names are unique; an unknown name is a ``UserError``
+listing the known ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
+import importlib
+import pkgutil
+from dataclasses import fields
+from functools import cache
+from importlib.metadata import entry_points
 
-from ascendra.batch import Batch
-from ascendra.config import RunConfig
-from ascendra.controller import AscendraController
 from ascendra.errors import UserError
-from ascendra.gpus import get_gpu
-from ascendra.hp_scheduler import HighPriorityScheduler
-from ascendra.kv_cache import BlockManager, num_kv_blocks
-from ascendra.lp_scheduler import LowPriorityScheduler
-from ascendra.models import get_model
-from ascendra.perfmodel import PerfModel
-from ascendra.sim.instance import SimInstance
-from ascendra.sim.router import RoundRobinRouter, Router
-from ascendra.urgency import Predictor
-from baselines.sarathi import SarathiScheduler
-from baselines.vllm import VllmScheduler
+from ascendra.system import System
 
-BatchTime = Callable[[Batch], float]
+ENTRY_POINT_GROUP = "ascbench.systems"
+_IN_TREE = ("ascendra.ascendra_system",)
 
 
-def _blocks(config: RunConfig) -> BlockManager:
-    model, gpu = get_model(config.model), get_gpu(config.gpu)
-    return BlockManager(num_kv_blocks(model, gpu, config.tensor_parallel, config.gpu_memory_utilization))
+def _in_tree() -> list[System]:
+    import baselines
+
+    names = list(_IN_TREE)
+    names += [f"baselines.{m.name}" for m in pkgutil.iter_modules(baselines.__path__) if not m.ispkg]
+    found = []
+    for name in names:
+        system = getattr(importlib.import_module(name), "SYSTEM", None)
+        if isinstance(system, System):
+            found.append(system)
+    return found
 
 
-def _baseline(
-    config: RunConfig, batch_time: BatchTime, blocks: Callable[[], BlockManager]
-) -> tuple[list[SimInstance], Router]:
-    def scheduler() -> VllmScheduler | SarathiScheduler:
-        policy: VllmScheduler | SarathiScheduler
-        if config.system == "vllm":
-            policy = VllmScheduler(blocks(), config.max_num_seqs, config.max_batched_tokens)
-        else:
-            policy = SarathiScheduler(blocks(), chunk_size=config.chunk_size, max_num_seqs=config.max_num_seqs)
-        # Admission control for the baselines: drop requests that have waited past the TTFT SLO unscheduled.
-        policy.drop_after = config.ttft_slo if config.admission_control else None
-        return policy
-
-    instances = [SimInstance(f"gpu{i}", scheduler(), batch_time) for i in range(config.instances)]
-    return instances, RoundRobinRouter(instances)
+def _plugins() -> list[System]:
+    found = []
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            system = point.load()
+        except Exception as exc:  # a broken plugin must not take the whole CLI down
+            raise UserError(f"system plugin {point.name!r} ({point.value}) failed to load: {exc}") from None
+        if not isinstance(system, System):
+            raise UserError(f"system plugin {point.name!r} ({point.value}) is not an ascendra.system.System")
+        found.append(system)
+    return found
 
 
-def _ascendra(
-    config: RunConfig, batch_time: BatchTime, blocks: Callable[[], BlockManager]
-) -> tuple[list[SimInstance], Router]:
-    perf = PerfModel.load(config.model, config.gpu, config.tensor_parallel, per_seq=config.perf_model == "per-seq")
-    predictor = Predictor(perf)
-    compute_cap_flops = config.compute_cap * get_gpu(config.gpu).peak_flops
-    shared = {
-        "predictor": predictor,
-        "ttft_slo": config.ttft_slo,
-        "value_fn": config.value_fn,
-        "max_num_seqs": config.max_num_seqs,
-        "max_batched_tokens": config.max_batched_tokens,
-        "admission_control": config.admission_control,
-    }
-    num_low, num_high = config.lp_hp
-    low = [
-        SimInstance(
-            f"lp{i}",
-            LowPriorityScheduler(blocks(), margin=config.offload_margin, compute_cap_flops=compute_cap_flops, **shared),
-            batch_time,
-        )
-        for i in range(num_low)
-    ]
-    high = [SimInstance(f"hp{i}", HighPriorityScheduler(blocks(), **shared), batch_time) for i in range(num_high)]
-    return low + high, AscendraController(low, high, predictor)
+@cache
+def systems() -> dict[str, System]:
+    """Every registered system by name: in-tree first (Ascendra, then the baselines), then plugins."""
+    out: dict[str, System] = {}
+    for system in _in_tree() + _plugins():
+        if system.name in out:
+            raise UserError(f"two systems are named {system.name!r}")
+        out[system.name] = system
+    _check_knobs(out.values())
+    return out
 
 
-def build_system(
-    config: RunConfig, batch_time: BatchTime, num_blocks: int | None = None
-) -> tuple[list[SimInstance], Router]:
-    """The instances and router of ``config.system``, each instance executing batches with ``batch_time``.
+def get_system(name: str) -> System:
+    try:
+        return systems()[name]
+    except KeyError:
+        raise UserError(f"unknown system {name!r}; known systems: {', '.join(systems())}") from None
 
-    ``num_blocks`` sets every instance's KV pool (default: sized from the simulated GPU's memory); the live
-    runtime passes the pool its engine really allocated."""
-    blocks = partial(BlockManager, num_blocks) if num_blocks is not None else partial(_blocks, config)
-    if config.system == "vllm-engine":
-        raise UserError("vllm-engine runs vLLM's own engine and scheduler: use it with sweep or capacity")
-    if config.system == "ascendra":
-        return _ascendra(config, batch_time, blocks)
-    return _baseline(config, batch_time, blocks)
+
+def knob_types(registered: dict[str, System] | None = None) -> dict[str, type]:
+    """Each knob name across all systems and its type (the CLI has one option per name)."""
+    out: dict[str, type] = {}
+    for system in (registered or systems()).values():
+        for f in fields(system.config):
+            out.setdefault(f.name, f.type)  # type: ignore[arg-type]
+    return out
+
+
+def _check_knobs(registered: object) -> None:
+    """Two systems may share a knob name (``max_num_seqs``) only with the same type: it is one CLI option."""
+    seen: dict[str, tuple[str, object]] = {}
+    for system in registered:  # type: ignore[attr-defined]
+        for f in fields(system.config):
+            if f.name in seen and seen[f.name][1] != f.type:
+                other = seen[f.name][0]
+                raise UserError(
+                    f"knob {f.name!r} has type {f.type} in system {system.name} but {seen[f.name][1]} in {other}"
+                )
+            seen.setdefault(f.name, (system.name, f.type))

@@ -1,4 +1,4 @@
-"""One simulated run: workload -> cluster -> per-request records and their summary."""
+"""One simulated run: workload -> the system on the calibrated cost model -> per-request records and summary."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from ascendra.config import RunConfig
 from ascendra.costmodel import CostModel
-from ascendra.metrics import SLO, summarize
-from ascendra.records import records_frame
+from ascendra.errors import UserError
+from ascendra.harness.build import build_system, one_executor
+from ascendra.harness.config import POLICY_BACKENDS, RunConfig
+from ascendra.harness.workload import slo_of, workload_of
+from ascendra.metrics import run_tables
 from ascendra.sim.cluster import Cluster, RunResult
-from ascendra.systems import build_system
-from workloads import Workload, make_workload
+from workloads import Workload
 
 
 @dataclass(slots=True)
@@ -25,26 +26,17 @@ class SimOutcome:
     summary: dict[str, float]
 
 
-def workload_of(config: RunConfig, data_dir: Path | None = None) -> Workload:
-    return make_workload(
-        config.workload,
-        model=config.model,
-        num_requests=config.num_requests,
-        rate=config.rate,
-        arrival=config.arrival,
-        cv=config.cv,
-        seed=config.seed,
-        data_dir=data_dir,
-    )
-
-
 def simulate(config: RunConfig, data_dir: Path | None = None, workload: Workload | None = None) -> SimOutcome:
     """Run ``config`` on the simulator. The result depends only on the config (and the workload's data)."""
+    if config.backend.name not in POLICY_BACKENDS:
+        raise UserError(
+            f"--backend {config.backend.name} runs its own scheduler (vLLM's own engine, or the server's), "
+            "not a simulated one: use it with sweep or capacity"
+        )
     workload = workload if workload is not None else workload_of(config, data_dir)
-    cost = CostModel.load(config.model, config.gpu, config.tensor_parallel)
-    instances, router = build_system(config, cost.batch_time)
-    result = Cluster(instances, router).run(workload.requests)
-    records = records_frame(result.requests)
-    summary = summarize(records, SLO(config.ttft_slo, config.tbt_slo))
-    summary["num_trimmed"] = workload.num_trimmed
+    c = config.cluster
+    cost = CostModel.load(c.model, c.gpu, c.tensor_parallel)
+    built = build_system(config, one_executor(cost.batch_time))
+    result = Cluster(built.instances, built.router).run(workload.requests)
+    records, summary = run_tables(result.requests, slo_of(config), workload.num_trimmed)
     return SimOutcome(config, workload, result, records, summary)

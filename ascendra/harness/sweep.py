@@ -15,18 +15,16 @@ file that a later run would trust.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ascendra.config import RunConfig
 from ascendra.errors import UserError
-from ascendra.records import write_records
-from ascendra.sim.simulate import simulate, workload_of
+from ascendra.harness.config import SCHEMA, RunConfig
+from ascendra.harness.runs import run_point
+from ascendra.harness.store import PointStore, write_atomic, write_text
 
 
 def parse_rates(text: str) -> list[float]:
@@ -47,35 +45,28 @@ def parse_rates(text: str) -> list[float]:
     return sorted(set(rates))
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    _write_atomic(path, lambda p: p.write_text(text))
-
-
 def _base_of(config: RunConfig) -> dict[str, object]:
-    base = config.to_dict()
-    base.pop("rate")
-    return base
+    """The stored form of everything but the rate."""
+    data = config.to_dict()
+    workload = {k: v for k, v in data.pop("workload", {}).items() if k != "rate"}
+    return data | {"workload": workload} if workload else data
 
 
 class SweepDir:
-    """An output directory bound to one base config."""
+    """An output directory bound to one base config; its points live in a ``PointStore`` at ``points/``."""
 
     def __init__(self, root: Path, base: RunConfig) -> None:
         self.root = root
         self.base = _base_of(base)
-        self.points = root / "points"
+        self.store = PointStore(root / "points")
         manifest = root / "sweep.json"
         if manifest.exists():
             try:
                 held = json.loads(manifest.read_text())["base"]
             except (ValueError, KeyError):
                 raise UserError(f"{manifest} is not a sweep manifest; choose another --out") from None
+            if held.get("schema") != SCHEMA:
+                raise UserError(f"{root} holds a sweep of another ascbench config schema; choose another --out")
             if held != self.base:
                 diff = sorted(k for k in set(held) | set(self.base) if held.get(k) != self.base.get(k))
                 raise UserError(f"{root} holds a different sweep (differs in: {', '.join(diff)}); choose another --out")
@@ -83,73 +74,21 @@ class SweepDir:
             raise UserError(f"{root} exists and is not a sweep directory; choose another --out")
 
     def load_row(self, config: RunConfig) -> dict[str, object] | None:
-        path = self.points / f"{config.key()}.json"
-        return json.loads(path.read_text())["summary"] if path.exists() else None
+        return self.store.row(config)
 
     def save_point(self, config: RunConfig, records: pd.DataFrame, row: dict[str, object]) -> None:
-        self.points.mkdir(parents=True, exist_ok=True)
-        key = config.key()
-        _write_atomic(self.points / f"{key}.parquet", lambda p: write_records(records, p))
-        _write_text(self.points / f"{key}.json", json.dumps({"config": config.to_dict(), "summary": row}, indent=1))
+        self.store.save(config, records, row)
 
     def all_rows(self) -> list[dict[str, object]]:
-        rows = []
-        for path in sorted(self.points.glob("*.json")):
-            point = json.loads(path.read_text())
-            if _base_of(RunConfig.from_dict(point["config"])) == self.base:
-                rows.append(point["summary"])
+        rows = [row for stored, row in self.store.points() if _base_of(RunConfig.from_dict(stored)) == self.base]
         return sorted(rows, key=lambda r: float(r["rate"]))  # type: ignore[arg-type]
 
     def write_summary(self) -> pd.DataFrame:
         rows = self.all_rows()
         table = pd.DataFrame(rows)
-        _write_text(self.root / "sweep.json", json.dumps({"base": self.base, "rates": [r["rate"] for r in rows]}))
-        _write_atomic(self.root / "summary.csv", lambda p: table.to_csv(p, index=False))
+        write_text(self.root / "sweep.json", json.dumps({"base": self.base, "rates": [r["rate"] for r in rows]}))
+        write_atomic(self.root / "summary.csv", lambda p: table.to_csv(p, index=False))
         return table
-
-
-def run_point(config: RunConfig, data_dir: Path | None = None) -> tuple[pd.DataFrame, dict[str, object]]:
-    """Run one rate on the config's backend; the summary row leads with the system and rate."""
-    if config.system == "openai":
-        return _run_openai_point(config, data_dir)
-    if config.system == "vllm-engine":
-        from ascendra.metrics import SLO
-        from baselines.vllm_engine import TINY_VLLM, VllmEngineOptions, run_vllm_engine
-
-        model = TINY_VLLM.name if config.model == "tiny" else config.model  # vLLM's CPU attention: head dim >= 32
-        options = VllmEngineOptions(
-            model=model, max_num_batched_tokens=config.max_batched_tokens, max_num_seqs=config.max_num_seqs
-        )
-        outcome = run_vllm_engine(workload_of(config, data_dir), options, SLO(config.ttft_slo, config.tbt_slo))
-    elif config.backend == "engine":
-        from ascendra.live.engines import LiveOptions
-        from ascendra.live.run import run_live
-
-        options = LiveOptions(device=config.device, num_blocks=config.kv_blocks, distributed=config.distributed)
-        outcome = run_live(config, workload_of(config, data_dir), options, data_dir)
-    else:
-        outcome = simulate(config, data_dir, workload_of(config, data_dir))
-    row: dict[str, object] = {"system": config.system, "rate": config.rate, **outcome.summary}
-    return outcome.records, row
-
-
-def _run_openai_point(config: RunConfig, data_dir: Path | None) -> tuple[pd.DataFrame, dict[str, object]]:
-    """Load the server at ``config.endpoint`` with the config's workload; failed requests count as drops (and in
-    ``failed``). A point where every request failed is refused rather than stored, so a rerun retries it."""
-    from ascendra.loadgen import run_openai
-    from ascendra.metrics import SLO, summarize
-    from ascendra.records import records_frame
-
-    assert config.endpoint is not None  # RunConfig requires it for system openai
-    workload = workload_of(config, data_dir)
-    result = run_openai(workload, config.endpoint, config.served_model, config.max_concurrency, config.request_timeout)
-    if result.requests and len(result.errors) == len(result.requests):
-        first = next(iter(result.errors.values()))
-        raise UserError(f"every request to {config.endpoint} failed at rate {config.rate:g}; first: {first}")
-    records = records_frame(result.requests)
-    summary = summarize(records, SLO(config.ttft_slo, config.tbt_slo))
-    row: dict[str, object] = {"system": config.system, "rate": config.rate, **summary, **result.client_stats()}
-    return records, row
 
 
 def run_sweep(
@@ -163,7 +102,7 @@ def run_sweep(
     store = SweepDir(out, base) if out is not None else None
     rows = []
     for rate in rates:
-        config = replace(base, rate=rate)
+        config = base.with_rate(rate)
         row = store.load_row(config) if store else None
         if row is None:
             records, row = run_point(config, data_dir)

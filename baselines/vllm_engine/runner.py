@@ -21,11 +21,10 @@ from typing import Any
 import pandas as pd
 
 from ascendra.errors import UserError
-from ascendra.metrics import SLO, summarize
+from ascendra.metrics import SLO, run_tables
 from ascendra.models import ModelSpec, get_model
-from ascendra.records import records_frame
-from ascendra.request import Request
-from workloads.spec import RequestSpec, Workload
+from ascendra.request import Request, RequestSpec
+from workloads.spec import Workload
 
 #: vLLM's scheduling policies (``priority``: lower value first, ties by arrival).
 POLICIES = ("fcfs", "priority")
@@ -167,9 +166,7 @@ class VllmServer:
                 )
         self._runs += 1
         requests, step_times, wall = _serve(self.engine, specs, self.vocab, self.options, f"{self._runs}-")
-        records = records_frame(requests)
-        summary = summarize(records, slo)
-        summary["num_trimmed"] = workload.num_trimmed
+        records, summary = run_tables(requests, slo, workload.num_trimmed)
         return VllmEngineOutcome(self.options, workload, requests, records, summary, step_times, self.startup_s, wall)
 
 
@@ -288,7 +285,7 @@ def _engine(options: VllmEngineOptions, max_model_len: int) -> Iterator[tuple[An
             from ascendra.engine import EngineConfig
 
             path = Path(options.checkpoint)
-            vocab = EngineConfig.from_json_file(path).vocab_size
+            vocab = EngineConfig.from_json_file(path).shape.vocab
         args = EngineArgs(
             model=str(path),
             skip_tokenizer_init=True,

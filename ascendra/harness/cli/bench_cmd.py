@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ascendra.cli.app import JSON_OPTION, new_app, print_json, stdout
 from ascendra.errors import UserError
+from ascendra.harness.cli.app import JSON_OPTION, new_app, print_json, stdout
 
 bench_app = new_app("Benchmarks of the simulator and the engine.")
 
@@ -23,12 +23,15 @@ def bench_sim(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Simulated requests per wall-clock second for a 3-instance ShareGPT run (goal: >= 2,000)."""
-    from ascendra.config import RunConfig
-    from ascendra.sim.simulate import simulate, workload_of
+    from ascendra.harness.config import RunConfig
+    from ascendra.harness.simulate import simulate
+    from ascendra.harness.workload import workload_of
 
     rows = []
     for system in systems.split(","):
-        config = RunConfig(system=system.strip(), workload=workload, num_requests=num_requests, rate=rate)
+        config = RunConfig.from_flat(
+            {"system": system.strip(), "workload": workload, "num_requests": num_requests, "rate": rate}
+        )
         loaded = workload_of(config)  # loading and tokenising is not part of the simulator's speed
         best = float("inf")
         for _ in range(repeats):
@@ -82,7 +85,7 @@ def bench_engine(
     """The real engine on dummy weights: prefill tokens/s and decode step time versus batch size."""
     sizes = _parse_sizes(batch_sizes)
     try:  # torch is an optional dependency (the `engine` extra): import only when this command runs
-        from ascendra.engine.bench import run_engine_bench
+        from ascendra.harness.bench_engine import run_engine_bench
     except ModuleNotFoundError as exc:
         missing = (exc.name or "").split(".")[0]
         if missing not in ENGINE_EXTRA:

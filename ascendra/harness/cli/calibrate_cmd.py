@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ascendra.cli.app import JSON_OPTION, app, print_json, stdout
 from ascendra.errors import UserError
+from ascendra.harness.cli.app import JSON_OPTION, app, print_json, stdout
 
 SUMMARY_TOKENS = (1, 512, 4096)
 

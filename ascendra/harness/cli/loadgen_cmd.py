@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ascendra.cli.app import JSON_OPTION, app, print_json, stderr, stdout
+from ascendra.harness.cli.app import JSON_OPTION, app, print_json, stderr, stdout
 
 
 @app.command()
@@ -34,7 +34,7 @@ def loadgen(
     """Send each request at its arrival time (streaming /v1/completions, token-id prompts, ignore_eos), stamp every
     token, and report SLO attainment, TTFT, TBT and throughput from the same records as simulated runs."""
     from ascendra.errors import UserError
-    from ascendra.loadgen import behind_schedule, run_openai
+    from ascendra.harness.loadgen import behind_schedule, run_openai
     from ascendra.metrics import SLO, summarize
     from ascendra.records import records_frame, write_records
     from workloads import make_workload

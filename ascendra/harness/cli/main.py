@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ascendra.cli import (
+from ascendra.harness.cli import (
     calibrate_cmd,  # noqa: F401  (registers `ascbench calibrate` and `ascbench cost-model`)
     loadgen_cmd,  # noqa: F401  (registers `ascbench loadgen`)
     metrics_cmd,  # noqa: F401  (registers `ascbench metrics`)
@@ -11,11 +11,12 @@ from ascendra.cli import (
     reproduce_cmd,  # noqa: F401  (registers `ascbench reproduce`)
     serve_cmd,  # noqa: F401  (registers `ascbench serve`)
     sim_cmd,  # noqa: F401  (registers `ascbench sweep` and `ascbench capacity`)
+    systems_cmd,  # noqa: F401  (registers `ascbench systems`)
+    vllm_engine_cmd,  # noqa: F401  (registers `ascbench vllm-engine`)
     workloads_cmd,  # noqa: F401  (registers `ascbench workloads`)
 )
-from ascendra.cli.app import app
-from ascendra.cli.bench_cmd import bench_app
-from baselines.vllm_engine import cli as vllm_engine_cmd  # noqa: F401  (registers `ascbench vllm-engine`)
+from ascendra.harness.cli.app import app
+from ascendra.harness.cli.bench_cmd import bench_app
 
 app.add_typer(bench_app, name="bench")
 

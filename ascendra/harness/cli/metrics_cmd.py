@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ascendra.cli.app import JSON_OPTION, app, print_json, stdout
+from ascendra.harness.cli.app import JSON_OPTION, app, print_json, stdout
 
 
 def _format(value: float) -> str:

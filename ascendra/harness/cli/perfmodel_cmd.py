@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ascendra.cli.app import JSON_OPTION, app, print_json, stdout
 from ascendra.errors import UserError
+from ascendra.harness.cli.app import JSON_OPTION, app, print_json, stdout
 
 # Square brackets are escaped: typer renders help text as rich markup.
 LOG_HELP = (

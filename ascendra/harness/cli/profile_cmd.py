@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from ascendra.cli.app import JSON_OPTION, app, print_json, stderr, stdout
 from ascendra.errors import UserError
+from ascendra.harness.cli.app import JSON_OPTION, app, print_json, stderr, stdout
 
 RATES_HELP = "Request rates (QPS) of the single instance: a list 2,4,6 or a range start:stop:step (stop included)."
 OUT_HELP = "Batch log to write (.csv or .parquet) \\[default: batch_log_<model>_<gpu>_tp<tp>.csv]."
@@ -60,9 +60,9 @@ def profile_cmd(
     """Run a workload on ONE instance per policy and rate, logging every batch (composition and time)."""
     from rich.progress import Progress
 
+    from ascendra.harness.profiling import ProfileSpec, kind_counts, profile, run_summary
+    from ascendra.harness.sweep import parse_rates
     from ascendra.perfmodel.log import write_log
-    from ascendra.profiling import ProfileSpec, kind_counts, profile, run_summary
-    from ascendra.sweep import parse_rates
 
     spec = ProfileSpec(
         model=model,
@@ -77,7 +77,7 @@ def profile_cmd(
         device=device,
         kv_blocks=kv_blocks,
     )
-    tp_value = spec.config(spec.systems[0], spec.rates[0]).tensor_parallel
+    tp_value = spec.config(spec.systems[0], spec.rates[0]).cluster.tensor_parallel
     out = out if out is not None else Path(f"batch_log_{model}_{gpu}_tp{tp_value}.csv")
     _check_out(out, force)
 

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ascendra.cli.app import JSON_OPTION, app, print_json, stderr, stdout
 from ascendra.errors import UserError
+from ascendra.harness.cli.app import JSON_OPTION, app, print_json, stderr, stdout
 
 
 @app.command()
@@ -23,8 +23,8 @@ def reproduce(
 ) -> None:
     """Run an experiment's grid in parallel (live experiments, on real engines, one point at a time and only
     when named, not with 'all'), then write its table, figure and configs."""
-    from ascendra.reproduce import load_specs, result_root, run_experiment, write_readme
-    from ascendra.reproduce.runner import default_jobs
+    from ascendra.harness.reproduce import load_specs, result_root, run_experiment, write_readme
+    from ascendra.harness.reproduce.runner import default_jobs
 
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")

@@ -1,116 +1,27 @@
-"""The options that describe a simulated run, declared once and shared by sweep, capacity and later commands.
+"""CLI options generated from the run config's parts and from every registered system's knobs.
 
-``run_options`` adds them to a command's signature and hands the command a validated RunConfig (rate excluded:
-commands take rates their own way) plus the data directory.
+A knob is declared once, in its system's config dataclass (default, help, choices); ``run_options`` turns each
+field into an option, so a new system's knobs appear in ``sweep``, ``capacity`` and ``serve`` without an edit
+here. A knob shared by several systems (``--max-num-seqs``) is one option. Knob options default to "not given":
+the chosen system's own default applies, and a knob the chosen system lacks is one clear error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ascendra.config import SYSTEMS, RunConfig
+from ascendra.harness.config import FLAT, PARTS, RunConfig
+from ascendra.harness.registry import systems
 
-_RUN = "Run"
-_POLICY = "Scheduling policy"
-_ASC = "Ascendra"
-_BACK = "Backend"
-
-_SHARED: dict[str, tuple[type, Any, typer.models.OptionInfo]] = {
-    "system": (str, "ascendra", typer.Option(help=f"Serving system: {', '.join(SYSTEMS)}.", rich_help_panel=_RUN)),
-    "workload": (str, "sharegpt", typer.Option(help="Workload name or trace path (see `workloads list`).")),
-    "model": (str, "llama-3.1-8b", typer.Option(help="Model (llama-3.1-8b, mistral-7b, qwen-14b, tiny).")),
-    "gpu": (str, "a100-80gb", typer.Option(help="Simulated GPU (a100-80gb, h100-80gb).")),
-    "tp": (int | None, None, typer.Option(help="Tensor parallelism per instance \\[default: the model's].")),
-    "instances": (int, 3, typer.Option(help="Number of instances (GPUs, or TP groups).")),
-    "num_requests": (int, 2000, typer.Option(help="Requests per run.")),
-    "arrival": (str, "poisson", typer.Option(help="Arrival process: poisson, poisson-truncated, gamma, fixed.")),
-    "cv": (float, 1.0, typer.Option(help="Burstiness (coefficient of variation) of gamma arrivals.")),
-    "seed": (int, 1, typer.Option(help="Seed of the workload sampling and arrivals.")),
-    "ttft_slo": (float, 1.0, typer.Option(help="TTFT SLO in seconds.")),
-    "tbt_slo": (float, 0.15, typer.Option(help="TBT SLO in seconds.")),
-    "max_num_seqs": (int, 128, typer.Option(help="Max running sequences per instance.", rich_help_panel=_POLICY)),
-    "max_batched_tokens": (
-        int,
-        8192,
-        typer.Option(help="Token budget per iteration (vllm, ascendra).", rich_help_panel=_POLICY),
-    ),
-    "chunk_size": (
-        int,
-        512,
-        typer.Option(help="Sarathi-Serve chunk size (its token budget).", rich_help_panel=_POLICY),
-    ),
-    "gpu_memory_utilization": (
-        float,
-        0.9,
-        typer.Option(help="Share of GPU memory for weights + KV cache.", rich_help_panel=_POLICY),
-    ),
-    "partition": (str, "2L1H", typer.Option(help="Ascendra: xLyH low/high-priority instances.", rich_help_panel=_ASC)),
-    "margin": (
-        float | None,
-        None,
-        typer.Option(
-            help="Ascendra: offload margin, s \\[default: 0.7 for llama-3.1-8b, else 1.0].", rich_help_panel=_ASC
-        ),
-    ),
-    "value_fn": (
-        str,
-        "edf",
-        typer.Option(help="Ascendra: urgency value function: edf, basic, sjf.", rich_help_panel=_ASC),
-    ),
-    "compute_cap": (
-        float,
-        1.0,
-        typer.Option(help="Ascendra: LP compute cap, in seconds of the GPU's peak FLOPs.", rich_help_panel=_ASC),
-    ),
-    "admission_control": (
-        bool,
-        False,
-        typer.Option(help="Ascendra: drop requests predicted to miss their TTFT.", rich_help_panel=_ASC),
-    ),
-    "perf_model": (
-        str,
-        "paper",
-        typer.Option(help="Ascendra: perf model features: paper (4 roofline) or per-seq.", rich_help_panel=_ASC),
-    ),
-    "backend": (str, "sim", typer.Option(help="sim (calibrated simulator) or engine (live).", rich_help_panel=_BACK)),
-    "device": (str, "cpu", typer.Option(help="Engine backend: cpu or cuda[:i].", rich_help_panel=_BACK)),
-    "kv_blocks": (
-        int | None,
-        None,
-        typer.Option(help="Engine backend: KV blocks per instance \\[default: 0.25 GiB].", rich_help_panel=_BACK),
-    ),
-    "distributed": (
-        str,
-        "none",
-        typer.Option(help="Engine backend: none (one process) or ray (an actor per instance).", rich_help_panel=_BACK),
-    ),
-    "endpoint": (
-        str | None,
-        None,
-        typer.Option(help="System openai: base URL of the OpenAI-compatible server to load.", rich_help_panel=_RUN),
-    ),
-    "served_model": (
-        str | None,
-        None,
-        typer.Option(help="System openai: model name in requests \\[default: the server's].", rich_help_panel=_RUN),
-    ),
-    "max_concurrency": (
-        int | None,
-        None,
-        typer.Option(help="System openai: cap on requests in flight \\[default: none].", rich_help_panel=_RUN),
-    ),
-    "request_timeout": (
-        float,
-        300.0,
-        typer.Option(help="System openai: per-request timeout, s.", rich_help_panel=_RUN),
-    ),
-}
+_PANELS = {"workload": "Workload and SLO", "slo": "Workload and SLO", "cluster": "Cluster", "backend": "Backend"}
 _DATA_DIR = (
     Path | None,
     None,
@@ -118,20 +29,102 @@ _DATA_DIR = (
 )
 
 
-def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a command taking ``config: RunConfig`` and ``data_dir: Path | None`` with the shared options."""
+def _escape(value: object) -> str:
+    return str(value).replace("[", "\\[")
+
+
+def _part_options(skip: Iterable[str], defaults: dict[str, Any]) -> dict[str, tuple[Any, Any, Any]]:
+    """(type, default, typer option) of every flat part field, by flat name (``defaults`` overrides some)."""
+    out = {}
+    for flat, (part, attr) in FLAT.items():
+        if flat in skip:
+            continue
+        f = next(f for f in dataclasses.fields(PARTS[part]) if f.name == attr)
+        kind = typing.get_type_hints(PARTS[part])[attr]
+        option = typer.Option(help=f.metadata["help"], rich_help_panel=_PANELS[part])
+        out[flat] = (kind, defaults.get(flat, f.default), option)
+    return out
+
+
+def _knob_options() -> dict[str, tuple[Any, Any, Any]]:
+    """One option per knob name across the registered systems, defaulting to None (the system's default)."""
+    owners: dict[str, list[tuple[str, dataclasses.Field[Any]]]] = {}
+    kinds: dict[str, Any] = {}
+    for system in systems().values():
+        hints = typing.get_type_hints(system.config)
+        for f in dataclasses.fields(system.config):
+            owners.setdefault(f.name, []).append((system.name, f))
+            kinds.setdefault(f.name, hints[f.name])
+    out = {}
+    for name, fields in owners.items():
+        names = [s for s, _ in fields]
+        defaults = {s: f.default for s, f in fields}
+        help_text = fields[0][1].metadata["help"]
+        if "[default:" not in help_text.replace("\\", ""):
+            if len(set(map(repr, defaults.values()))) == 1:
+                help_text += f" \\[default: {_escape(fields[0][1].default)}]"
+            else:
+                help_text += " \\[default: " + ", ".join(f"{_escape(v)} ({s})" for s, v in defaults.items()) + "]"
+        choices = fields[0][1].metadata.get("choices")
+        if choices:
+            help_text += f" One of: {', '.join(choices)}."
+        panel = f"System: {names[0]}" if len(names) == 1 else "Systems: " + ", ".join(names)
+        kind = kinds[name]
+        optional = kind if type(None) in typing.get_args(kind) else kind | None
+        out[name] = (optional, None, typer.Option(help=help_text, rich_help_panel=panel, show_default=False))
+    return out
+
+
+def _system_option() -> tuple[Any, Any, Any]:
+    known = ", ".join(systems())
+    return (str, "ascendra", typer.Option(help=f"Serving system: {known}.", rich_help_panel="System"))
+
+
+def _decorate(
+    command: Callable[..., Any], options: dict[str, tuple[Any, Any, Any]], build: Callable[[dict[str, Any]], Any]
+) -> Callable[..., Any]:
     own = [p for p in inspect.signature(command).parameters.values() if p.name not in ("config", "data_dir")]
-    shared = [
+    wants_data_dir = "data_dir" in inspect.signature(command).parameters
+    extra = {"data_dir": _DATA_DIR} if wants_data_dir else {}
+    params = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
-        for name, (kind, default, info) in {**_SHARED, "data_dir": _DATA_DIR}.items()
+        for name, (kind, default, info) in {**options, **extra}.items()
     ]
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        data_dir = kwargs.pop("data_dir")
-        config_args = {name: kwargs.pop(name) for name in _SHARED}
-        config = RunConfig(**config_args)
-        return command(config=config, data_dir=data_dir, **kwargs)
+        given = {name: kwargs.pop(name) for name in options}
+        if wants_data_dir:
+            kwargs["data_dir"] = kwargs.pop("data_dir")
+        return command(config=build(given), **kwargs)
 
-    wrapper.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
+    wrapper.__signature__ = inspect.Signature(own + params)  # type: ignore[attr-defined]
     return wrapper
+
+
+def _config(given: dict[str, Any], fixed: dict[str, Any]) -> RunConfig:
+    """A RunConfig from the options given (knobs left at None take the system's defaults)."""
+    knob_names = {name for system in systems().values() for name in (f.name for f in dataclasses.fields(system.config))}
+    values = {k: v for k, v in given.items() if not (k in knob_names and v is None)}
+    return RunConfig.from_flat({**values, **fixed})
+
+
+def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a command taking ``config: RunConfig`` and ``data_dir: Path | None`` with every run option (the
+    rate excluded: commands take rates their own way)."""
+    options = {"system": _system_option(), **_part_options(("rate",), {}), **_knob_options()}
+    return _decorate(command, options, lambda given: _config(given, {}))
+
+
+def system_options(
+    defaults: dict[str, Any], fixed: dict[str, Any]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Like ``run_options`` with only the system, its knobs and the flat options named in ``defaults`` (with
+    those defaults); ``fixed`` sets other flat options without offering them."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        skip = [k for k in FLAT if k not in defaults]
+        options = {"system": _system_option(), **_part_options(skip, defaults), **_knob_options()}
+        return _decorate(command, options, lambda given: _config(given, fixed))
+
+    return decorate

@@ -7,18 +7,11 @@ from typing import Annotated
 
 import typer
 
-from ascendra.cli.app import app, stderr
-from ascendra.config import RunConfig
+from ascendra.harness.cli.app import app, stderr
+from ascendra.harness.cli.run_options import system_options
+from ascendra.harness.config import RunConfig
 
-#: The policies `serve` runs on its own engine (vllm-engine and openai are clients of other servers).
-SERVED_SYSTEMS = ("ascendra", "vllm", "sarathi")
-
-_SYS = "System"
 _ENG = "Engine"
-
-
-def _sys(text: str) -> typer.models.OptionInfo:
-    return typer.Option(help=text, rich_help_panel=_SYS)
 
 
 def _eng(text: str) -> typer.models.OptionInfo:
@@ -26,61 +19,55 @@ def _eng(text: str) -> typer.models.OptionInfo:
 
 
 @app.command()
+@system_options(
+    defaults={
+        "model": "tiny",
+        "gpu": "a100-80gb",
+        "instances": 3,
+        "ttft_slo": 1.0,
+        "tbt_slo": 0.15,
+        "device": "cpu",
+        "kv_blocks": None,
+    },
+    fixed={"backend": "engine"},
+)
 def serve(
-    system: Annotated[str, _sys(f"Serving system: {', '.join(SERVED_SYSTEMS)}.")] = "ascendra",
-    model: Annotated[str, typer.Option(help="Model shapes to serve (tiny on CPU).")] = "tiny",
+    config: RunConfig,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    instances: Annotated[int, _sys("Instances (one engine thread each).")] = 3,
-    partition: Annotated[str, _sys("Ascendra: xLyH low/high-priority instances.")] = "2L1H",
-    gpu: Annotated[str, _sys("GPU the Ascendra performance model is fitted for.")] = "a100-80gb",
-    ttft_slo: Annotated[float, _sys("TTFT SLO, s (Ascendra's urgency).")] = 1.0,
-    tbt_slo: Annotated[float, _sys("TBT SLO, s.")] = 0.15,
-    max_num_seqs: Annotated[int, _sys("Max running sequences per instance.")] = 128,
-    max_batched_tokens: Annotated[int, _sys("Token budget per iteration.")] = 8192,
-    chunk_size: Annotated[int, _sys("Sarathi-Serve chunk size.")] = 512,
-    margin: Annotated[float | None, _sys("Ascendra offload margin, s.")] = None,
-    admission_control: Annotated[bool, _sys("Drop requests past the TTFT SLO.")] = False,
-    device: Annotated[str, _eng("cpu or cuda[:i].")] = "cpu",
     dtype: Annotated[str | None, _eng("fp32, bf16 or fp16.")] = None,
     checkpoint: Annotated[Path | None, _eng("Local HF checkpoint (default: dummy weights).")] = None,
-    kv_blocks: Annotated[int | None, _eng("KV blocks per instance \\[default: 0.25 GiB].")] = None,
     torch_threads: Annotated[int | None, _eng("Intra-op threads \\[default: cores / instances].")] = None,
 ) -> None:
     """Serve /v1/completions, /v1/chat/completions (streaming or not), /v1/models and /health until Ctrl-C.
 
     Text prompts are encoded one token per UTF-8 byte and each output token is shown as one character (the tiny
-    model has no tokenizer); token-id prompts are taken as they are. Every request generates exactly max_tokens."""
+    model has no tokenizer); token-id prompts are taken as they are. Every request generates exactly max_tokens.
+    The GPU names the hardware Ascendra's performance model was fitted for."""
     from ascendra.errors import UserError
+    from ascendra.harness.registry import get_system
     from ascendra.live.engines import LiveOptions
 
     if not 0 < port < 65536:
         raise UserError(f"--port must be in 1..65535, got {port}")
-    if system not in SERVED_SYSTEMS:
-        raise UserError(f"serve runs {', '.join(SERVED_SYSTEMS)} on its engine, not {system!r}")
-    config = RunConfig(
-        system=system,
-        model=model,
-        gpu=gpu,
-        instances=instances,
-        partition=partition,
-        ttft_slo=ttft_slo,
-        tbt_slo=tbt_slo,
-        max_num_seqs=max_num_seqs,
-        max_batched_tokens=max_batched_tokens,
-        chunk_size=chunk_size,
-        margin=margin,
-        admission_control=admission_control,
-        backend="engine",
-        device=device,
-        kv_blocks=kv_blocks,
-    )
+    if "serve" not in get_system(config.system).targets:
+        raise UserError(f"system {config.system} cannot be served on the engine")
+    backend = config.backend
     options = LiveOptions(
-        device=device, dtype=dtype, checkpoint=checkpoint, num_blocks=kv_blocks, torch_threads=torch_threads
+        device=backend.device,
+        dtype=dtype,
+        checkpoint=checkpoint,
+        num_blocks=backend.kv_blocks,
+        torch_threads=torch_threads,
     )
     try:
+        from ascendra.harness.serving import build_cluster
         from ascendra.serve.server import serve as run_server
     except ImportError as exc:
         raise UserError(f"ascbench serve needs the engine extra ({exc.name} is missing)") from None
-    stderr.print(f"serving {system} ({instances} instances of {model} on {device}) at http://{host}:{port}")
-    run_server(config, options, host, port)
+    cluster = build_cluster(config, options)
+    c = config.cluster
+    stderr.print(
+        f"serving {config.system} ({c.instances} instances of {c.model} on {backend.device}) at http://{host}:{port}"
+    )
+    run_server(cluster, c.model, host, port)

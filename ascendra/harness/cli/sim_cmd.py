@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ascendra.cli.app import JSON_OPTION, app, print_json, stderr, stdout
-from ascendra.cli.run_options import run_options
-from ascendra.config import RunConfig
+from ascendra.harness.cli.app import JSON_OPTION, app, print_json, stderr, stdout
+from ascendra.harness.cli.run_options import run_options
+from ascendra.harness.config import RunConfig
 
 RATES_HELP = "Request rates (QPS): a list 18,20,22 or a range start:stop:step (stop included)."
 OUT_HELP = "Output folder: summary.csv, per-point records (Parquet) and configs; reruns resume."
@@ -31,11 +31,11 @@ SUMMARY_COLUMNS = [
 def _sweep(config: RunConfig, rates: str, out: Path | None, data_dir: Path | None, quiet: bool):
     from rich.progress import Progress
 
-    from ascendra.sweep import parse_rates, run_sweep
+    from ascendra.harness.sweep import parse_rates, run_sweep
 
     rate_list = parse_rates(rates)
     with Progress(console=stderr, disable=quiet, transient=True) as progress:
-        task = progress.add_task(f"{config.system} sweep", total=len(rate_list))
+        task = progress.add_task(f"{config.label} sweep", total=len(rate_list))
         table = run_sweep(config, rate_list, out, data_dir, on_point=lambda _: progress.advance(task))
     return table[table["rate"].isin(rate_list)]
 
@@ -47,7 +47,7 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def _print_table(title: str, table) -> None:
+def print_summary_table(title: str, table) -> None:
     from rich.table import Table
 
     view = Table(title=title)
@@ -72,8 +72,8 @@ def sweep(
     from ascendra.metrics import capacity_from_sweep
 
     table = _sweep(config, rates, out, data_dir, quiet=json_output)
-    if "send_lag_p99" in table:  # system openai: did the client keep up with each rate?
-        from ascendra.loadgen import behind_schedule
+    if "send_lag_p99" in table:  # backend openai: did the client keep up with each rate?
+        from ascendra.harness.loadgen import behind_schedule
 
         for rate, lag in zip(table["rate"], table["send_lag_p99"], strict=True):
             if (warning := behind_schedule(float(lag), float(rate))) is not None:
@@ -81,9 +81,10 @@ def sweep(
     capacity = capacity_from_sweep(table["rate"].tolist(), table["attainment"].tolist())
     if json_output:
         rows = table.to_dict(orient="records")
-        print_json({"system": config.system, "capacity_qps": capacity.capacity, "rows": rows})
+        print_json({"system": config.label, "capacity_qps": capacity.capacity, "rows": rows})
         return
-    _print_table(f"{config.system} on {config.workload} ({config.model}, {config.instances}x {config.gpu})", table)
+    c = config.cluster
+    print_summary_table(f"{config.label} on {config.workload.name} ({c.model}, {c.instances}x {c.gpu})", table)
     shown = "below the swept rates" if capacity.capacity is None else f"{capacity.capacity:.2f} QPS"
     stdout.print(f"capacity at 90% attainment (paper metric): {shown} ({capacity.status})")
     if out is not None:
@@ -107,7 +108,7 @@ def capacity(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """The highest rate whose SLO attainment stays at or above the target (goodput capacity)."""
-    from ascendra.capacity_run import capacity_of
+    from ascendra.harness.capacity import capacity_of
 
     result = capacity_of(config, rates, out, data_dir, target, slo_metric, search, tol)
     if json_output:
@@ -115,4 +116,4 @@ def capacity(
         return
     value = result["capacity_qps"]
     shown = "none in range" if value is None else f"{value:.2f} QPS"
-    stdout.print(f"{config.system}: capacity {shown} ({result['status']}, {slo_metric} attainment >= {target:.0%})")
+    stdout.print(f"{config.label}: capacity {shown} ({result['status']}, {slo_metric} attainment >= {target:.0%})")

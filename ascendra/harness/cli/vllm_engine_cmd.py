@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ascendra.cli.app import JSON_OPTION, app, print_json
+from ascendra.harness.cli.app import JSON_OPTION, app, print_json
 from baselines.vllm_engine.runner import POLICIES, TINY_VLLM
 
 _VLLM = "vLLM engine"
@@ -64,9 +64,9 @@ def vllm_engine(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Serve the workload with the real vLLM engine (the `vllm` extra) and report the sweep table's numbers."""
-    from ascendra.cli.sim_cmd import _print_table
+    from ascendra.harness.cli.sim_cmd import print_summary_table
+    from ascendra.harness.sweep import parse_rates
     from ascendra.metrics import SLO, capacity_from_sweep
-    from ascendra.sweep import parse_rates
     from baselines.vllm_engine.runner import VllmEngineOptions, open_vllm_engine
     from workloads import make_workload
 
@@ -103,4 +103,4 @@ def vllm_engine(
     if json_output:
         print_json({"system": "vllm-engine", "capacity_qps": capacity.capacity, "rows": table.to_dict("records")})
         return
-    _print_table(f"vLLM engine on {workload} ({options.model}, {options.dtype}, CPU)", table)
+    print_summary_table(f"vLLM engine on {workload} ({options.model}, {options.dtype}, CPU)", table)

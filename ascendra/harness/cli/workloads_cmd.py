@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ascendra.cli.app import JSON_OPTION, app, new_app, print_json, stdout
 from ascendra.errors import UserError
+from ascendra.harness.cli.app import JSON_OPTION, app, new_app, print_json, stdout
 
 workloads_app = new_app("Workloads: datasets, traces and synthetic lengths, with arrival processes.")
 app.add_typer(workloads_app, name="workloads")

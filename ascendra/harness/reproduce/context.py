@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ascendra.reproduce.spec import Point, Spec
-from ascendra.reproduce.store import PointStore
+from ascendra.harness.reproduce.spec import Point, Spec
+from ascendra.harness.store import PointStore
 
 #: Summary columns copied into every experiment's points table.
 SUMMARY_COLUMNS = (

@@ -19,12 +19,11 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from ascendra.reproduce.context import RunContext, points_table
-from ascendra.reproduce.kinds import kind_module
-from ascendra.reproduce.runner import run_points
-from ascendra.reproduce.spec import Spec
-from ascendra.reproduce.store import PointStore
-from ascendra.sweep import _write_text
+from ascendra.harness.reproduce.context import RunContext, points_table
+from ascendra.harness.reproduce.kinds import kind_module
+from ascendra.harness.reproduce.runner import run_points
+from ascendra.harness.reproduce.spec import Spec
+from ascendra.harness.store import PointStore, write_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +41,7 @@ def result_root(out: Path, quick: bool) -> Path:
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    _write_text(path, table.to_csv(index=False, float_format="%.6g"))
+    write_text(path, table.to_csv(index=False, float_format="%.6g"))
 
 
 def run_experiment(
@@ -71,9 +70,9 @@ def run_experiment(
     for name, frame in result.tables.items():
         _write_csv(frame, folder / f"{name}.csv")
     configs = {p.config.key(): p.config.to_dict() for p in points}
-    _write_text(folder / "configs.json", json.dumps(configs, indent=1, sort_keys=True))
+    write_text(folder / "configs.json", json.dumps(configs, indent=1, sort_keys=True))
     module.plot(table, result.tables, folder / "figure.png")
     section = [f"## {spec.id}: {spec.title}", "", spec.about.strip(), "", f"![{spec.id}]({spec.id}/figure.png)", ""]
     section += [result.headline, ""]
-    _write_text(folder / "summary.md", "\n".join(section))
+    write_text(folder / "summary.md", "\n".join(section))
     return Outcome(spec.id, folder, len(points), computed, time.perf_counter() - start)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ascendra.reproduce.spec import Spec
-from ascendra.sweep import _write_text
+from ascendra.harness.reproduce.spec import Spec
+from ascendra.harness.store import write_text
 
 INTRO = """# Reproduced experiments
 
@@ -34,5 +34,5 @@ def write_readme(root: Path, specs: list[Spec], quick: bool) -> Path:
     if missing:
         parts += [f"Not yet run: {', '.join(missing)}.", ""]
     path = root / "README.md"
-    _write_text(path, "\n".join(parts))
+    write_text(path, "\n".join(parts))
     return path

@@ -14,8 +14,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ascendra.config import RunConfig
-from ascendra.reproduce.store import PointStore, compute_point
+from ascendra.harness.config import RunConfig
+from ascendra.harness.reproduce.store import compute_point
+from ascendra.harness.store import PointStore
 
 
 def default_jobs() -> int:
@@ -57,7 +58,7 @@ def run_points(
                 progress.advance(task)
             return len(todo)
         # Longest runs first (more requests, then higher rates) so the pool's tail is short.
-        todo.sort(key=lambda c: (c.num_requests, c.rate), reverse=True)
+        todo.sort(key=lambda c: (c.workload.num_requests, c.rate), reverse=True)
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             pending = {pool.submit(compute_point, c, store.root, data_dir) for c in todo}
             try:

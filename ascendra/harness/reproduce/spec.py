@@ -4,7 +4,7 @@ A spec names a figure ``kind`` and one or more ``[[grid]]`` tables. A grid is th
 systems x models x workloads x axis values x seeds, on top of fixed ``RunConfig`` overrides::
 
     id = "goodput"
-    kind = "goodput"                  # which analysis and figure (see ascendra.reproduce.analysis)
+    kind = "goodput"                  # which analysis and figure (see ascendra.harness.reproduce.analysis)
     title = "..."
     about = "..."                     # what the figure shows (copied into results/README.md)
     [fixed]                           # RunConfig overrides for every point of every grid
@@ -32,15 +32,15 @@ Every point's identity is its resolved ``RunConfig`` (its ``key()``), so two exp
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ascendra.config import RunConfig
 from ascendra.errors import UserError
+from ascendra.harness.config import FLAT, RunConfig
+from ascendra.harness.registry import knob_types
 
 AXES = ("rate", "slo_scale")
-_CONFIG_FIELDS = {f.name for f in fields(RunConfig)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +59,15 @@ class Point:
         return {
             "grid": self.grid,
             "label": self.label,
-            "system": c.system,
-            "model": c.model,
-            "workload": c.workload,
-            "seed": c.seed,
+            "system": c.label,
+            "model": c.cluster.model,
+            "workload": c.workload.name,
+            "seed": c.workload.seed,
             "axis": self.axis,
             "value": self.value,
-            "rate": c.rate,
-            "ttft_slo": c.ttft_slo,
-            "tbt_slo": c.tbt_slo,
+            "rate": c.workload.rate,
+            "ttft_slo": c.slo.ttft,
+            "tbt_slo": c.slo.tbt,
             "key": c.key(),
         }
 
@@ -104,7 +104,8 @@ class Spec:
 
 
 def _check_overrides(table: dict[str, Any], where: str) -> None:
-    unknown = sorted(set(table) - _CONFIG_FIELDS)
+    """Every key must be a run option (a system's knob is checked against its system when the point is made)."""
+    unknown = sorted(set(table) - {"system", *FLAT, *knob_types()})
     if unknown:
         raise UserError(f"{where}: unknown run option(s) {', '.join(unknown)}")
 
@@ -153,14 +154,13 @@ def _grid_points(experiment: str, grid: dict[str, Any], fixed: dict[str, Any], q
                 for seed in grid.get("seeds", [1]):
                     for value in values:
                         options = {**base, **local, **overrides, "model": model, "workload": workload, "seed": seed}
-                        config = RunConfig.from_dict(options)
+                        config = RunConfig.from_flat(options, notices=False)
                         if axis == "rate":
-                            config = replace(config, rate=float(value))
+                            config = config.with_rate(float(value))
                         else:
-                            config = replace(
-                                config,
-                                ttft_slo=round(config.ttft_slo * value, 6),
-                                tbt_slo=round(config.tbt_slo * value, 6),
+                            slo = config.slo
+                            config = config.replace(
+                                ttft_slo=round(slo.ttft * value, 6), tbt_slo=round(slo.tbt * value, 6)
                             )
                         points.append(Point(experiment, name, label, axis, float(value), config))
     return points
@@ -184,7 +184,7 @@ def load_spec(path: Path) -> Spec:
 
 def specs_dir() -> Path:
     """experiments/ at the repository root (next to the ascendra package)."""
-    return Path(__file__).resolve().parents[2] / "experiments"
+    return Path(__file__).resolve().parents[3] / "experiments"
 
 
 def load_specs(folder: Path | None = None) -> dict[str, Spec]:

@@ -1,26 +1,22 @@
-"""The point cache of ``reproduce``: one finished run per config hash, shared by every experiment.
+"""What ``reproduce`` keeps of a run: its compact per-request table and summary row, in the shared point cache.
 
-Layout (under ``<out>/.points/``, kept out of git)::
-
-    <key>.parquet   the run's compact per-request table (``compact_records``), written first
-    <key>.json      the run's config and summary row, written last: its presence marks the point complete
-
-Both files are written to a temporary name and renamed (``ascendra.sweep``'s helpers), so an interrupted run
-never leaves a file that a later run trusts; a point is computed again unless its JSON exists.
+The cache is a ``PointStore`` under ``<out>/.points/`` (kept out of git), one point per config key, shared by
+every experiment; each point holds the compact records (``compact_records``) instead of the full ones.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ascendra.config import RunConfig
+from ascendra.harness.config import RunConfig
+from ascendra.harness.runs import run_point
+from ascendra.harness.store import PointStore
+from ascendra.harness.workload import slo_of
 from ascendra.metrics import SLO, latencies
 from ascendra.metrics.attainment import tbt_met, ttft_met
-from ascendra.sweep import _write_atomic, _write_text, run_point
 
 #: Per-request columns kept for the analyses (fairness, offload, trace timelines); token times are dropped.
 COMPACT_COLUMNS = (
@@ -68,35 +64,10 @@ def offload_stats(compact: pd.DataFrame) -> dict[str, float]:
     return {"offloaded": len(offloaded), "offloaded_attainment": share}
 
 
-class PointStore:
-    """Finished points by config hash in one folder."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def _json(self, config: RunConfig) -> Path:
-        return self.root / f"{config.key()}.json"
-
-    def has(self, config: RunConfig) -> bool:
-        return self._json(config).exists()
-
-    def row(self, config: RunConfig) -> dict[str, object]:
-        return json.loads(self._json(config).read_text())["summary"]
-
-    def compact(self, config: RunConfig) -> pd.DataFrame:
-        return pd.read_parquet(self.root / f"{config.key()}.parquet")
-
-    def save(self, config: RunConfig, compact: pd.DataFrame, row: dict[str, object]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        key = config.key()
-        _write_atomic(self.root / f"{key}.parquet", lambda p: compact.to_parquet(p, index=False))
-        _write_text(self._json(config), json.dumps({"config": config.to_dict(), "summary": row}, indent=1))
-
-
 def compute_point(config: RunConfig, root: Path, data_dir: Path | None = None) -> str:
     """Run ``config`` on its backend (the simulator, a live engine, vLLM) and store it (run in a worker process);
     returns the config's key."""
-    slo = SLO(config.ttft_slo, config.tbt_slo)
+    slo = slo_of(config)
     records, summary = run_point(config, data_dir)
     compact = compact_records(records, slo)
     row = {**summary, **offload_stats(compact)}

@@ -8,7 +8,7 @@ from types import ModuleType
 
 from ascendra.errors import UserError
 
-#: Kind name -> module under ascendra.reproduce.kinds.
+#: Kind name -> module under ascendra.harness.reproduce.kinds.
 KINDS: dict[str, str] = {
     "goodput": "goodput",
     "offload": "offload",
@@ -23,4 +23,4 @@ KINDS: dict[str, str] = {
 def kind_module(kind: str) -> ModuleType:
     if kind not in KINDS:
         raise UserError(f"unknown experiment kind {kind!r}; known: {', '.join(KINDS)}")
-    return import_module(f"ascendra.reproduce.kinds.{KINDS[kind]}")
+    return import_module(f"ascendra.harness.reproduce.kinds.{KINDS[kind]}")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ascendra.reproduce.context import KindResult, RunContext
-from ascendra.reproduce.kinds import style
+from ascendra.harness.reproduce.context import KindResult, RunContext
+from ascendra.harness.reproduce.kinds import style
 
 
 def analyze(ctx: RunContext) -> KindResult:
@@ -16,8 +16,8 @@ def analyze(ctx: RunContext) -> KindResult:
     for point, summary in zip(ctx.points, ctx.table.itertuples(), strict=True):
         rows.append(
             {
-                "system": point.config.system,
-                "admission_control": "on" if point.config.admission_control else "off",
+                "system": point.config.label,
+                "admission_control": "on" if point.config.knobs.admission_control else "off",
                 "rate": point.config.rate,
                 "arrived": summary.arrived,
                 "attainment": summary.attainment,

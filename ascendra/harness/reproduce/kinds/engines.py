@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ascendra.reproduce.context import KindResult, RunContext
-from ascendra.reproduce.kinds import style
+from ascendra.harness.reproduce.context import KindResult, RunContext
+from ascendra.harness.reproduce.kinds import style
 
 METRICS = ("throughput_tps", "ttft_p50", "ttft_p99", "tbt_p50", "tbt_p99", "attainment")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 from scipy.stats import ks_2samp
 
-from ascendra.reproduce.context import KindResult, RunContext
-from ascendra.reproduce.kinds import style
+from ascendra.harness.reproduce.context import KindResult, RunContext
+from ascendra.harness.reproduce.kinds import style
 
 GROUPS = {"all requests": None, "TTFT violators": "ttft_ok", "TBT violators": "tbt_ok"}
 LENGTHS = {"prompt_tokens": "prompt length (tokens)", "output_tokens": "output length (tokens)"}
@@ -24,9 +24,9 @@ def _num(value: float, spec: str) -> str:
 def analyze(ctx: RunContext) -> KindResult:
     lengths, tests = [], []
     for point in ctx.points:
-        compact = ctx.store.compact(point.config)
+        compact = ctx.store.table(point.config)
         part = compact[["prompt_tokens", "output_tokens", "ttft_ok", "tbt_ok"]].copy()
-        part.insert(0, "workload", point.config.workload)
+        part.insert(0, "workload", point.config.workload.name)
         part.insert(1, "label", point.label)
         part.insert(2, "rate", point.config.rate)
         lengths.append(part)
@@ -36,7 +36,7 @@ def analyze(ctx: RunContext) -> KindResult:
             violators = compact[~compact[column]]
             for length in LENGTHS:
                 row = {
-                    "workload": point.config.workload,
+                    "workload": point.config.workload.name,
                     "label": point.label,
                     "rate": point.config.rate,
                     "group": group,

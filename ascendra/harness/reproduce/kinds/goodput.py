@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ascendra.harness.reproduce.context import KindResult, RunContext, cell_name
+from ascendra.harness.reproduce.kinds import style
 from ascendra.metrics import capacity_from_sweep
-from ascendra.reproduce.context import KindResult, RunContext, cell_name
-from ascendra.reproduce.kinds import style
 
 CELL = ["grid", "model", "workload"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ascendra.reproduce.context import KindResult, RunContext, cell_name
-from ascendra.reproduce.kinds import style
+from ascendra.harness.reproduce.context import KindResult, RunContext, cell_name
+from ascendra.harness.reproduce.kinds import style
 
 COLUMNS = ["model", "workload", "label", "rate", "arrived", "offloaded", "offloaded_attainment", "attainment"]
 

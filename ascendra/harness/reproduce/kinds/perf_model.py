@@ -1,8 +1,7 @@
 """Performance model accuracy: predicted against actual batch time, per batch kind, with R^2 on held-out batches.
 
-The batch log comes from ``ascendra.profiling`` (one instance under vLLM and Sarathi-Serve at the spec's
-rates, the paper's setup), or, if that module is unavailable, from ``ascendra.perfmodel.synthetic_log``; the
-fit is ``ascendra.perfmodel.fit.fit`` (its own train/validation/test split)."""
+The batch log comes from ``ascendra.harness.profiling`` (one instance under vLLM and Sarathi-Serve at the spec's
+rates, the paper's setup); the fit is ``ascendra.perfmodel.fit.fit`` (its own train/validation/test split)."""
 
 from __future__ import annotations
 
@@ -10,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ascendra.reproduce.context import KindResult, RunContext
-from ascendra.reproduce.kinds import style
+from ascendra.harness.reproduce.context import KindResult, RunContext
+from ascendra.harness.reproduce.kinds import style
 
 
 def batch_log(options: dict, quick: bool, data_dir: Path | None) -> tuple[pd.DataFrame, str]:
@@ -19,21 +18,14 @@ def batch_log(options: dict, quick: bool, data_dir: Path | None) -> tuple[pd.Dat
     model, gpu = options.get("model", "llama-3.1-8b"), options.get("gpu", "a100-80gb")
     rates = tuple(float(r) for r in options.get("rates", [2, 4, 6, 8, 10]))
     requests = int(options.get("quick_num_requests" if quick else "num_requests", 100 if quick else 250))
-    try:
-        from ascendra.profiling import ProfileSpec, profile
-    except ImportError:
-        from ascendra.models import get_model
-        from ascendra.perfmodel.synthetic_log import cost_model_time_fn, synthetic_log
+    from ascendra.harness.profiling import ProfileSpec, profile
 
-        tp = get_model(model).default_tp
-        log = synthetic_log(model, gpu, cost_model_time_fn(model, gpu, tp), tp, per_kind=300 if quick else 2000)
-        return log, "ascendra.perfmodel.synthetic_log (sampled batches timed by the cost model)"
     spec = ProfileSpec(
         model=model, gpu=gpu, workload=options.get("workload", "sharegpt"), rates=rates, num_requests=requests
     )
     log = profile(spec, data_dir)
     source = (
-        f"ascendra.profiling: {spec.workload}, {requests} requests at QPS {', '.join(f'{r:g}' for r in rates)} "
+        f"ascendra.harness.profiling: {spec.workload}, {requests} requests at QPS {', '.join(f'{r:g}' for r in rates)} "
         f"on one {gpu} instance under {' and '.join(spec.systems)} (simulator backend)"
     )
     return log, source

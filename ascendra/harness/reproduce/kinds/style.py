@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from ascendra.sweep import _write_atomic  # noqa: E402
+from ascendra.harness.store import write_atomic  # noqa: E402
 
 TARGET = 0.9
 #: Fixed colours per system label so every figure uses the same one for the same system.
@@ -45,5 +45,5 @@ def target_line(ax: plt.Axes) -> None:
 
 def save(fig: plt.Figure, path: Path) -> None:
     fig.tight_layout()
-    _write_atomic(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    write_atomic(path, lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)

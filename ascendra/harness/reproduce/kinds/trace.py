@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ascendra.reproduce.context import KindResult, RunContext
-from ascendra.reproduce.kinds import style
+from ascendra.harness.reproduce.context import KindResult, RunContext
+from ascendra.harness.reproduce.kinds import style
 
 
 def timeline(compact: pd.DataFrame, bin_s: float) -> pd.DataFrame:
@@ -25,20 +25,20 @@ def analyze(ctx: RunContext) -> KindResult:
     bin_s = float(ctx.spec.options.get("bin_s", 60.0))
     parts, rows = [], []
     for point in ctx.points:
-        compact = ctx.store.compact(point.config)
+        compact = ctx.store.table(point.config)
         part = timeline(compact, bin_s)
         c = point.config
-        part.insert(0, "workload", c.workload)
+        part.insert(0, "workload", c.workload.name)
         part.insert(1, "label", point.label)
         parts.append(part)
         rows.append(
             {
-                "workload": c.workload,
+                "workload": c.workload.name,
                 "label": point.label,
                 "requests": len(compact),
                 "rate": c.rate,
-                "ttft_slo": c.ttft_slo,
-                "tbt_slo": c.tbt_slo,
+                "ttft_slo": c.slo.ttft,
+                "tbt_slo": c.slo.tbt,
                 "violations": int((~compact["attained"]).sum()),
                 "attainment": float(compact["attained"].mean()),
             }

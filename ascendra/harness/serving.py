@@ -1,0 +1,41 @@
+"""A run config's system as a serving cluster on real engines, for ``ascbench serve`` and tests.
+
+The engines are built exactly as a live run builds them (``live_run.engine_executors``), so a served system is
+the system a live run measures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from ascendra.harness.build import build_system
+from ascendra.harness.config import RunConfig
+from ascendra.harness.live_run import engine_executors
+from ascendra.live.engines import LiveOptions
+from ascendra.serve.cluster import Limits, ServingCluster
+from ascendra.serve.server import running_server
+
+
+def build_cluster(config: RunConfig, options: LiveOptions) -> ServingCluster:
+    """``config``'s system with one real engine per instance, not started yet. Sets torch's intra-op threads to
+    the cores split between the instances (process-wide, as a server owns its process)."""
+    executor, num_blocks, engine_config = engine_executors(config, options)
+    built = build_system(config, executor, num_blocks=num_blocks)
+    torch.set_num_threads(options.torch_threads or max(1, torch.get_num_threads() // len(built.instances)))
+    block_size = config.cluster.block_size
+    limits = Limits(engine_config.shape.vocab, engine_config.shape.max_model_len, num_blocks, block_size)
+    return ServingCluster(built.instances, built.router, limits)
+
+
+@contextmanager
+def serving(config: RunConfig, options: LiveOptions, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve ``config`` on a free port of ``host`` on a background thread; yields the base URL, then stops."""
+    saved_threads = torch.get_num_threads()
+    try:
+        with running_server(build_cluster(config, options), config.cluster.model, host) as url:
+            yield url
+    finally:
+        torch.set_num_threads(saved_threads)
