@@ -24,7 +24,7 @@ def free_port() -> int:
 def ascbench_serve(*args: str, startup_s: float = 90.0) -> Iterator[str]:
     """Run ``ascbench serve ARGS --port P``; yield its base URL once ``/health`` answers, then stop it."""
     port = free_port()
-    command = [sys.executable, "-m", "ascendra.cli.main", "serve", *args, "--port", str(port)]
+    command = [sys.executable, "-m", "ascendra.harness.cli.main", "serve", *args, "--port", str(port)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
     url = f"http://127.0.0.1:{port}"
     try:

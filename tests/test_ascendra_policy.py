@@ -10,12 +10,12 @@ import pytest
 from ascendra.batch import Batch
 from ascendra.controller import AscendraController
 from ascendra.hp_scheduler import HighPriorityScheduler
+from ascendra.instance import Instance
 from ascendra.kv_cache import BlockManager
 from ascendra.lp_scheduler import LowPriorityScheduler
-from ascendra.request import Request
-from ascendra.sim.instance import SimInstance
+from ascendra.request import Request, RequestSpec
+from ascendra.router import Move
 from ascendra.urgency import Predictor, slack, value_function
-from workloads.spec import RequestSpec
 
 
 @dataclass
@@ -160,8 +160,8 @@ def test_ticket_rule():
 
 
 def test_controller_routes_by_ticket_and_offloads_to_hp():
-    low = [SimInstance(f"lp{i}", lp(margin=0.5), lambda b: 0.0) for i in range(2)]
-    high = [SimInstance("hp0", hp(max_num_seqs=4), lambda b: 0.0)]
+    low = [Instance(f"lp{i}", lp(margin=0.5), lambda b: 0.0) for i in range(2)]
+    high = [Instance("hp0", hp(max_num_seqs=4), lambda b: 0.0)]
     ctl = AscendraController(low, high, PRED)
     assert ctl.route(req(0, 0.0, 10), 0.0) is high[0]  # idle HP grants a ticket
     high[0].scheduler.waiting.append(req(1, 0.0, 10))
@@ -169,5 +169,5 @@ def test_controller_routes_by_ticket_and_offloads_to_hp():
     at_risk = req(7, 0.0, 100)
     low[1].scheduler.add(at_risk, 0.6)
     moves = ctl.moves_after(low[1], Batch(), 0.6)
-    assert moves == [(at_risk, high[0])] and at_risk.offload_time == 0.6
+    assert moves == [Move(at_risk, high[0])] and at_risk.offload_time == 0.6
     assert ctl.moves_after(high[0], Batch(), 0.6) == []

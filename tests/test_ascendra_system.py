@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ascendra.config import RunConfig
 from ascendra.errors import UserError
-from ascendra.sim.simulate import simulate
+from ascendra.harness.config import RunConfig
+from ascendra.harness.simulate import simulate
 
-BASE = RunConfig(system="ascendra", workload="uniform:prompt=32-2000,output=8-300", num_requests=400, rate=40.0)
+BASE = RunConfig.of(system="ascendra", workload="uniform:prompt=32-2000,output=8-300", num_requests=400, rate=40.0)
 
 
 def test_every_request_finishes_or_is_dropped_once_and_offloads_are_recorded():
@@ -26,23 +26,26 @@ def test_every_request_finishes_or_is_dropped_once_and_offloads_are_recorded():
 
 
 def test_two_high_priority_instances_share_the_offloads():
-    outcome = simulate(RunConfig(**{**BASE.to_dict(), "partition": "1L2H"}))
+    outcome = simulate(BASE.replace(partition="1L2H"))
     hps = outcome.records.loc[outcome.records["offloaded"], "instances"].str.split(",").str[-1]
     assert set(hps) == {"hp0", "hp1"}
 
 
 def test_admission_control_drops_instead_of_serving_late():
-    overloaded = {**BASE.to_dict(), "rate": 120.0}
-    plain = simulate(RunConfig(**overloaded)).summary
-    dropping = simulate(RunConfig(**{**overloaded, "admission_control": True})).summary
+    overloaded = BASE.replace(rate=120.0)
+    plain = simulate(overloaded).summary
+    dropping = simulate(overloaded.replace(admission_control=True)).summary
     assert plain["dropped"] == 0 and dropping["dropped"] > 0
     assert dropping["finished"] + dropping["dropped"] == dropping["arrived"]
 
 
 def test_offload_margin_defaults_follow_the_paper():
-    assert RunConfig(system="ascendra").offload_margin == 0.7
-    assert RunConfig(system="ascendra", model="mistral-7b").offload_margin == 1.0
-    assert RunConfig(system="ascendra", margin=0.2).offload_margin == 0.2
+    def margin(config: RunConfig) -> float:
+        return config.knobs.offload_margin(config.model)
+
+    assert margin(RunConfig.of(system="ascendra")) == 0.7
+    assert margin(RunConfig.of(system="ascendra", model="mistral-7b")) == 1.0
+    assert margin(RunConfig.of(system="ascendra", margin=0.2)) == 0.2
 
 
 @pytest.mark.parametrize(
@@ -51,4 +54,4 @@ def test_offload_margin_defaults_follow_the_paper():
 )
 def test_bad_ascendra_options_are_user_errors(changes):
     with pytest.raises(UserError):
-        RunConfig(**{**BASE.to_dict(), **changes})
+        BASE.replace(**changes)

@@ -16,10 +16,9 @@ from hypothesis import strategies as st
 from ascendra.batch import Batch
 from ascendra.kv_cache import BlockManager
 from ascendra.policy import BasePolicy
-from ascendra.request import Request
+from ascendra.request import Request, RequestSpec
 from baselines.sarathi import SarathiScheduler
 from baselines.vllm import VllmScheduler
-from workloads.spec import RequestSpec
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,8 @@ import pytest
 from ascendra.batch import Batch
 from ascendra.errors import UserError
 from ascendra.kv_cache import BlockManager
-from ascendra.request import Request
+from ascendra.request import Request, RequestSpec
 from baselines.sarathi import SarathiScheduler
-from workloads.spec import RequestSpec
 
 
 def req(request_id: int, prompt: int, output: int, arrival: float = 0.0) -> Request:

@@ -8,8 +8,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-import ascendra.cli.main  # noqa: F401  (registers the commands)
-from ascendra.cli.app import app
+import ascendra.harness.cli.main  # noqa: F401  (registers the commands)
+from ascendra.harness.cli.app import app
 
 runner = CliRunner()
 TINY = ["bench", "engine", "--model", "tiny", "--batch-sizes", "1,3", "--context", "16"]
@@ -61,7 +61,7 @@ def test_bench_engine_bad_input_exits_2(args: list[str], message: str) -> None:
 
 def test_bench_engine_without_torch_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails as if it were not installed
-    for name in [m for m in sys.modules if m.startswith("ascendra.engine")]:
+    for name in [m for m in sys.modules if m.startswith(("ascendra.engine", "ascendra.harness.bench_engine"))]:
         monkeypatch.delitem(sys.modules, name)
     result = runner.invoke(app, [*TINY, *FAST])
     assert result.exit_code == 2, result.output

@@ -9,11 +9,11 @@ import pytest
 pytest.importorskip("torch")
 ray = pytest.importorskip("ray", reason="Ray is not installed (the dist extra)")
 
-from ascendra.config import RunConfig  # noqa: E402
 from ascendra.errors import UserError  # noqa: E402
+from ascendra.harness.config import RunConfig  # noqa: E402
+from ascendra.harness.live_run import run_live  # noqa: E402
 from ascendra.live.engines import LiveOptions  # noqa: E402
 from ascendra.live.ray_executor import RayEngineExecutor, RayEngines  # noqa: E402
-from ascendra.live.run import run_live  # noqa: E402
 from workloads import make_workload  # noqa: E402
 
 
@@ -26,21 +26,22 @@ def local_ray():
 
 
 def config(system: str, workload: str, num_requests: int) -> RunConfig:
-    return RunConfig(
+    knobs = {"partition": "1L1H"} if system == "ascendra" else {}  # a knob of Ascendra only
+    return RunConfig.of(
         system=system,
         workload=workload,
         model="tiny",
         instances=2,
-        partition="1L1H",
         rate=40.0,
         num_requests=num_requests,
+        **knobs,
     )
 
 
 def outputs(system: str, workload: str, options: LiveOptions) -> tuple[dict[int, list[int]], int]:
     """Each request's generated ids, and how many preemptions the run had."""
     cfg = config(system, workload, 8)
-    wl = make_workload(cfg.workload, model="tiny", num_requests=8, rate=cfg.rate, seed=cfg.seed)
+    wl = make_workload(cfg.workload.name, model="tiny", num_requests=8, rate=cfg.rate, seed=cfg.workload.seed)
     requests = run_live(cfg, wl, options).result.requests
     assert all(len(r.output_ids) == r.output_len for r in requests)
     return {r.id: r.output_ids for r in requests}, sum(r.preemptions for r in requests)
@@ -65,10 +66,10 @@ def test_ray_outputs_match_in_process(local_ray, system: str, workload: str, blo
 
 def test_ray_executor_records_both_timings(local_ray) -> None:
     cfg = config("vllm", "fixed:prompt=16,output=4", 4)
-    wl = make_workload(cfg.workload, model="tiny", num_requests=4, rate=cfg.rate, seed=cfg.seed)
+    wl = make_workload(cfg.workload.name, model="tiny", num_requests=4, rate=cfg.rate, seed=cfg.workload.seed)
     outcome = run_live(cfg, wl, LiveOptions(num_blocks=32, distributed="ray"))
     assert len(outcome.result.requests) == 4
-    executors = [node.batch_time for node in outcome.result.instances]
+    executors = [node.execute for node in outcome.result.instances]
     assert all(isinstance(ex, RayEngineExecutor) for ex in executors)
     timings = [t for ex in executors for t in ex.timings]
     assert timings and all(0 < engine <= round_trip for round_trip, engine in timings)

@@ -7,33 +7,34 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from ascendra.batch import Batch  # noqa: E402
-from ascendra.config import RunConfig  # noqa: E402
 from ascendra.engine import Engine, EngineConfig, dummy_weights  # noqa: E402
+from ascendra.harness.config import RunConfig  # noqa: E402
+from ascendra.harness.live_run import run_live  # noqa: E402
+from ascendra.instance import Instance  # noqa: E402
 from ascendra.kv_cache import BlockManager  # noqa: E402
 from ascendra.live.cluster import LiveCluster  # noqa: E402
 from ascendra.live.engines import LiveOptions  # noqa: E402
 from ascendra.live.executor import EngineExecutor  # noqa: E402
-from ascendra.live.run import run_live  # noqa: E402
 from ascendra.models import get_model  # noqa: E402
 from ascendra.records import RECORD_COLUMNS  # noqa: E402
-from ascendra.request import Request  # noqa: E402
-from ascendra.sim.instance import SimInstance  # noqa: E402
+from ascendra.request import Request, RequestSpec  # noqa: E402
+from ascendra.router import Move  # noqa: E402
 from baselines.sarathi import SarathiScheduler  # noqa: E402
 from baselines.vllm import VllmScheduler  # noqa: E402
 from workloads import Workload, make_workload  # noqa: E402
-from workloads.spec import RequestSpec  # noqa: E402
 
 WORKLOAD = "fixed:prompt=16,output=8"
 
 
 def config(system: str, instances: int = 2, num_requests: int = 8, rate: float = 40.0) -> RunConfig:
-    return RunConfig(
+    return RunConfig.of(
         system=system, workload=WORKLOAD, model="tiny", instances=instances, rate=rate, num_requests=num_requests
     )
 
 
 def workload(cfg: RunConfig) -> Workload:
-    return make_workload(cfg.workload, model="tiny", num_requests=cfg.num_requests, rate=cfg.rate, seed=cfg.seed)
+    w = cfg.workload
+    return make_workload(w.name, model="tiny", num_requests=w.num_requests, rate=w.rate, seed=w.seed)
 
 
 def solo_outputs(specs: list[RequestSpec]) -> dict[int, list[int]]:
@@ -61,7 +62,7 @@ def test_every_request_finishes_in_real_time_with_solo_greedy_outputs(system: st
     wl = workload(cfg)
     outcome = run_live(cfg, wl, LiveOptions(num_blocks=64))
     requests = outcome.result.requests
-    assert len(requests) == cfg.num_requests
+    assert len(requests) == cfg.workload.num_requests
     for r in requests:
         assert r.finished and not r.dropped
         assert len(r.token_times) == len(r.output_ids) == r.output_len == 8
@@ -71,7 +72,7 @@ def test_every_request_finishes_in_real_time_with_solo_greedy_outputs(system: st
     assert {r.instances[0] for r in requests} == {"gpu0", "gpu1"}  # round robin over both engines
     assert {r.id: r.output_ids for r in requests} == solo_outputs(wl.requests)
     assert list(outcome.records.columns) == list(RECORD_COLUMNS)
-    assert outcome.summary["finished"] == cfg.num_requests
+    assert outcome.summary["finished"] == cfg.workload.num_requests
     assert outcome.summary["ttft_mean"] > 0 and outcome.summary["tbt_mean"] > 0
     busy = [node.num_batches for node in outcome.result.instances]
     assert all(n > 0 for n in busy)
@@ -95,30 +96,30 @@ class MoveAllRouter:
     """Arrivals go to the first instance; after each of its scheduling steps every waiting request that never
     started moves to the second (a stand-in for Ascendra's offloads)."""
 
-    def __init__(self, instances: list[SimInstance]) -> None:
+    def __init__(self, instances: list[Instance]) -> None:
         self.instances = instances
 
-    def route(self, request: Request, now: float) -> SimInstance:
+    def route(self, request: Request, now: float) -> Instance:
         return self.instances[0]
 
-    def moves_after(self, instance: SimInstance, batch: Batch, now: float) -> list[tuple[Request, SimInstance]]:
+    def moves_after(self, instance: Instance, batch: Batch, now: float) -> list[Move]:
         if instance is not self.instances[0]:
             return []
         moving = [r for r in instance.scheduler.waiting if r.never_started]
         for r in moving:
-            instance.scheduler.waiting.remove(r)
+            instance.scheduler.release(r)
             r.offload_time = now
-        return [(r, self.instances[1]) for r in moving]
+        return [Move(r, self.instances[1]) for r in moving]
 
 
-def engine_instances(n: int, num_blocks: int = 32) -> list[SimInstance]:
+def engine_instances(n: int, num_blocks: int = 32) -> list[Instance]:
     engine_config = EngineConfig.from_model_spec(get_model("tiny"))
     weights = dummy_weights(engine_config, seed=0)
     nodes = []
     for i in range(n):
         blocks = BlockManager(num_blocks)
         engine = Engine(engine_config, weights, num_blocks, synthetic_prompts=True)
-        nodes.append(SimInstance(f"gpu{i}", VllmScheduler(blocks, max_num_seqs=1), EngineExecutor(engine, blocks)))
+        nodes.append(Instance(f"gpu{i}", VllmScheduler(blocks, max_num_seqs=1), EngineExecutor(engine, blocks)))
     return nodes
 
 

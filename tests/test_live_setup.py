@@ -6,16 +6,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from ascendra.config import RunConfig  # noqa: E402
 from ascendra.engine import EngineConfig, dummy_weights, save_checkpoint  # noqa: E402
 from ascendra.errors import UserError  # noqa: E402
+from ascendra.harness.config import RunConfig  # noqa: E402
+from ascendra.harness.live_run import run_live  # noqa: E402
 from ascendra.live.engines import LiveOptions, kv_blocks  # noqa: E402
-from ascendra.live.run import run_live  # noqa: E402
 from ascendra.models import get_model  # noqa: E402
+from ascendra.request import RequestSpec  # noqa: E402
 from workloads import Workload  # noqa: E402
-from workloads.spec import RequestSpec  # noqa: E402
 
-CFG = RunConfig(system="vllm", workload="fixed:prompt=16,output=8", model="tiny", instances=1, num_requests=2)
+CFG = RunConfig.of(system="vllm", workload="fixed:prompt=16,output=8", model="tiny", instances=1, num_requests=2)
 TWO = Workload("two", [RequestSpec(0, 0.0, 8, 3), RequestSpec(1, 0.01, 12, 2)])
 TINY = EngineConfig.from_model_spec(get_model("tiny"))
 

@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("aiohttp")
 
 from ascendra.errors import UserError  # noqa: E402
-from ascendra.loadgen import SYNTHETIC_IDS, _chunk_tokens, behind_schedule, prompt_ids, run_openai  # noqa: E402
-from workloads.spec import RequestSpec  # noqa: E402
+from ascendra.harness.loadgen import SYNTHETIC_IDS, _chunk_tokens, behind_schedule, prompt_ids, run_openai  # noqa: E402
+from ascendra.request import RequestSpec  # noqa: E402
 
 
 def test_token_counting_prefers_usage_then_logprobs_then_text() -> None:

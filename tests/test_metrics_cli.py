@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import ascendra.cli.main  # noqa: F401  (registers the commands)
-from ascendra.cli.app import app
+import ascendra.harness.cli.main  # noqa: F401  (registers the commands)
+from ascendra.harness.cli.app import app
 from ascendra.records import records_frame, write_records
-from ascendra.request import Request
-from workloads.spec import RequestSpec
+from ascendra.request import Request, RequestSpec
 
 runner = CliRunner()
 

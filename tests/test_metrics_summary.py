@@ -10,8 +10,7 @@ import pytest
 from ascendra.metrics import SLO, latencies, summarize
 from ascendra.metrics.summary import ATTAINMENT_KEYS
 from ascendra.records import read_records, records_frame, write_records
-from ascendra.request import Request
-from workloads.spec import RequestSpec
+from ascendra.request import Request, RequestSpec
 
 
 def request(

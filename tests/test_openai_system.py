@@ -1,4 +1,4 @@
-"""`--system openai`: sweep and capacity load an OpenAI-compatible server (here `ascbench serve`'s tiny model on
+"""`--backend openai`: sweep and capacity load an OpenAI-compatible server (here `ascbench serve`'s tiny model on
 loopback) and store the same tables as simulated runs; bad configurations are user errors."""
 
 from __future__ import annotations
@@ -18,25 +18,25 @@ pytest.importorskip("aiohttp")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from ascendra.cli.main import app  # noqa: E402
-from ascendra.config import RunConfig  # noqa: E402
 from ascendra.errors import UserError  # noqa: E402
+from ascendra.harness.cli.main import app  # noqa: E402
+from ascendra.harness.config import RunConfig  # noqa: E402
+from ascendra.harness.runs import run_point  # noqa: E402
+from ascendra.harness.serving import serving  # noqa: E402
 from ascendra.live.engines import LiveOptions  # noqa: E402
-from ascendra.serve.server import running_server  # noqa: E402
-from ascendra.sweep import run_point  # noqa: E402
 
 WORKLOAD = "fixed:prompt=16,output=4"
 
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    served = RunConfig(system="sarathi", model="tiny", instances=1, workload=WORKLOAD, backend="engine")
-    with running_server(served, LiveOptions(num_blocks=64)) as base:
+    served = RunConfig.of(system="sarathi", model="tiny", instances=1, workload=WORKLOAD, backend="engine")
+    with serving(served, LiveOptions(num_blocks=64)) as base:
         yield base
 
 
 def _sweep_args(url: str, out: Path) -> list[str]:
-    args = ["sweep", "--system", "openai", "--instances", "1", "--endpoint", url, "--model", "tiny"]
+    args = ["sweep", "--backend", "openai", "--instances", "1", "--endpoint", url, "--model", "tiny"]
     return [*args, "--workload", WORKLOAD, "--num-requests", "8", "--rates", "20", "--out", str(out), "--json"]
 
 
@@ -54,29 +54,35 @@ def test_a_sweep_against_a_server_finishes_every_request_and_writes_the_tables(u
     records = pd.read_parquet(records_path)
     assert len(records) == 8 and records["finish_time"].notna().all()
     point = json.loads(next((out / "points").glob("*.json")).read_text())
-    assert point["config"]["endpoint"] == url and "served_model" not in point["config"]
-    rerun = CliRunner().invoke(app, _sweep_args(url, out))  # resumes: the stored point is reused
+    assert point["config"]["backend"] == {"name": "openai", "endpoint": url}  # served_model: not set, not stored
+    # The old `--system openai` is an alias of `--backend openai` (with a notice): the same point, so the rerun
+    # resumes and reuses it.
+    alias = ["--system" if arg == "--backend" else arg for arg in _sweep_args(url, out)]
+    rerun = CliRunner().invoke(app, alias)
     assert rerun.exit_code == 0 and json.loads(rerun.stdout)["rows"] == [row]
+    assert "--system openai is now --backend openai" in rerun.stderr
 
 
 def test_the_served_model_name_is_sent(url: str) -> None:
-    config = RunConfig(
-        system="openai", model="tiny", instances=1, workload=WORKLOAD, num_requests=2, endpoint=url, served_model="x"
+    config = RunConfig.of(
+        backend="openai", model="tiny", instances=1, workload=WORKLOAD, num_requests=2, endpoint=url, served_model="x"
     )
     with pytest.raises(UserError, match="every request"):  # the server knows only "tiny": 404 for each
         run_point(config)
-    records, row = run_point(RunConfig(**{**config.to_dict(), "served_model": "tiny"}))  # type: ignore[arg-type]
+    records, row = run_point(config.replace(served_model="tiny"))
     assert row["finished"] == 2 and len(records) == 2
 
 
 def test_endpoint_fields_are_hashed_only_when_set() -> None:
-    plain = RunConfig(model="tiny", instances=3)
-    assert "endpoint" not in plain.to_dict() and "served_model" not in plain.to_dict()
-    a = RunConfig(system="openai", model="tiny", instances=1, endpoint="http://127.0.0.1:1")
-    b = RunConfig(system="openai", model="tiny", instances=1, endpoint="http://127.0.0.1:2")
+    plain = RunConfig.of(model="tiny", instances=3)
+    assert "backend" not in plain.to_dict()  # no endpoint, no served model: nothing of the backend is stored
+    a = RunConfig.of(backend="openai", model="tiny", instances=1, endpoint="http://127.0.0.1:1")
+    b = RunConfig.of(backend="openai", model="tiny", instances=1, endpoint="http://127.0.0.1:2")
     assert a.key() != b.key() and RunConfig.from_dict(a.to_dict()) == a
-    assert "max_concurrency" not in a.to_dict() and "request_timeout" not in a.to_dict()
-    capped = RunConfig(**{**a.to_dict(), "max_concurrency": 2, "request_timeout": 5.0})  # type: ignore[arg-type]
+    assert a.to_dict()["backend"] == {"name": "openai", "endpoint": "http://127.0.0.1:1"}
+    assert "max_concurrency" not in a.to_dict()["backend"] and "request_timeout" not in a.to_dict()["backend"]
+    capped = a.replace(max_concurrency=2, request_timeout=5.0)
+    assert capped.to_dict()["backend"]["max_concurrency"] == 2 and capped.to_dict()["backend"]["request_timeout"] == 5.0
     assert capped.key() != a.key() and RunConfig.from_dict(capped.to_dict()) == capped
 
 
@@ -85,8 +91,8 @@ def test_a_sweep_point_honours_the_request_timeout() -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen(8)  # accepts connections but never replies: every request times out
         endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = RunConfig(
-            system="openai",
+        config = RunConfig.of(
+            backend="openai",
             model="tiny",
             instances=1,
             workload=WORKLOAD,
@@ -103,22 +109,23 @@ def test_a_sweep_point_honours_the_request_timeout() -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"system": "openai", "instances": 1}, "pass --endpoint"),
-        ({"system": "openai", "instances": 2, "endpoint": "http://127.0.0.1:1"}, "--instances 1"),
-        ({"system": "openai", "instances": 1, "endpoint": "127.0.0.1:8000"}, "http"),
-        ({"system": "vllm", "instances": 2, "endpoint": "http://127.0.0.1:1"}, "only to --system openai"),
-        ({"system": "sarathi", "instances": 2, "max_concurrency": 4}, "only to --system openai"),
-        ({"system": "openai", "instances": 1, "endpoint": "http://127.0.0.1:1", "max_concurrency": 0}, "positive"),
-        ({"system": "openai", "instances": 1, "endpoint": "http://127.0.0.1:1", "request_timeout": 0}, "positive"),
+        ({"backend": "openai", "instances": 1}, "pass --endpoint"),
+        ({"backend": "openai", "instances": 2, "endpoint": "http://127.0.0.1:1"}, "--instances 1"),
+        ({"backend": "openai", "instances": 1, "endpoint": "127.0.0.1:8000"}, "http"),
+        ({"system": "vllm", "instances": 2, "endpoint": "http://127.0.0.1:1"}, "only to --backend openai"),
+        ({"system": "sarathi", "instances": 2, "max_concurrency": 4}, "only to --backend openai"),
+        ({"backend": "openai", "instances": 1, "endpoint": "http://127.0.0.1:1", "max_concurrency": 0}, "positive"),
+        ({"backend": "openai", "instances": 1, "endpoint": "http://127.0.0.1:1", "request_timeout": 0}, "positive"),
+        ({"system": "vllm", "backend": "openai", "instances": 3, "endpoint": "http://127.0.0.1:1"}, "--instances 1"),
     ],
 )
 def test_bad_openai_configs_are_user_errors(fields: dict[str, object], message: str) -> None:
     with pytest.raises(UserError, match=message):
-        RunConfig(model="tiny", **fields)  # type: ignore[arg-type]
+        RunConfig.of(model="tiny", **fields)
 
 
 def test_the_cli_refuses_bad_openai_options_with_exit_2() -> None:
-    base = ["sweep", "--system", "openai", "--model", "tiny", "--workload", WORKLOAD, "--rates", "50"]
+    base = ["sweep", "--backend", "openai", "--model", "tiny", "--workload", WORKLOAD, "--rates", "50"]
     for extra in ([], ["--endpoint", "http://127.0.0.1:1"], ["--instances", "1", "--endpoint", "nope"]):
         result = CliRunner().invoke(app, [*base, *extra])
         assert result.exit_code == 2, result.output

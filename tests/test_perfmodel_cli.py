@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import ascendra.cli.main  # noqa: F401  (registers the commands)
-from ascendra.cli.app import app
+import ascendra.harness.cli.main  # noqa: F401  (registers the commands)
+from ascendra.harness.cli.app import app
 from ascendra.perfmodel import PerfModel
 from ascendra.perfmodel.log import write_log
 from ascendra.perfmodel.synthetic_log import synthetic_log

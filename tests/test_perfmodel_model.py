@@ -12,8 +12,7 @@ from ascendra.errors import UserError
 from ascendra.gpus import get_gpu
 from ascendra.models import get_model
 from ascendra.perfmodel import KindCoefficients, PerfModel, WorkCounter, batch_stats, features
-from ascendra.request import Request
-from workloads.spec import RequestSpec
+from ascendra.request import Request, RequestSpec
 
 MODEL, GPU = "llama-3.1-8b", "a100-80gb"
 COEFS = {

@@ -8,8 +8,7 @@ from ascendra.batch import Batch
 from ascendra.errors import UserError
 from ascendra.models import get_model
 from ascendra.perfmodel import WorkCounter, batch_stats, features
-from ascendra.request import Request
-from workloads.spec import RequestSpec
+from ascendra.request import Request, RequestSpec
 
 # The tiny model: 2 layers, hidden 64, ffn 128, 4 heads, 2 KV heads, head dim 16, vocab 512, fp16.
 # Batch: one prefill chunk of 3 tokens after 5 cached ones, one decode with 7 tokens cached.

@@ -9,9 +9,9 @@ import pytest
 
 from ascendra.costmodel import CostModel
 from ascendra.errors import UserError
+from ascendra.harness.profiling import EXTRA_COLUMNS, ProfileSpec, kind_counts, profile, run_summary
 from ascendra.perfmodel.fit import fit
 from ascendra.perfmodel.log import COLUMNS, parse_compositions, validate_log
-from ascendra.profiling import EXTRA_COLUMNS, ProfileSpec, kind_counts, profile, run_summary
 from workloads import make_workload
 
 WORKLOAD = "uniform:prompt=32-1500,output=8-300"
@@ -75,7 +75,7 @@ def test_same_spec_same_log() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"systems": ("ascendra",)}, "cannot profile system"),
+        ({"systems": ("ascendra",)}, "cannot profile system 'ascendra' on one instance: --partition 2L1H"),
         ({"systems": ()}, "no systems"),
         ({"systems": ("vllm", "vllm")}, "listed twice"),
         ({"rates": (0.0,)}, "rates must be positive"),

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import ascendra.cli.main  # noqa: F401  (registers the commands)
-from ascendra.cli.app import app
+import ascendra.harness.cli.main  # noqa: F401  (registers the commands)
+from ascendra.harness.cli.app import app
 from ascendra.perfmodel.log import read_log
 
 runner = CliRunner()
@@ -63,12 +63,13 @@ def test_profile_refuses_to_overwrite_unless_forced(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--systems", "ascendra"], "cannot profile system"),
+        (["--systems", "ascendra"], "cannot profile system 'ascendra' on one instance"),
         (["--rates", "0,2"], "rates must be positive"),
         (["--rates", "a:b"], "bad --rates"),
         (["--backend", "gpu-farm"], "unknown backend"),
         (["--model", "gpt-9"], "gpt-9"),
         (["--num-requests", "0"], "num-requests"),
+        (["--systems", "nope"], "unknown system 'nope'"),
         (["--out", "log.txt"], "--out must name a .csv or .parquet"),
         (["--out", "missing-dir/log.csv"], "does not exist"),
     ],

@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("torch")
 
+from ascendra.harness.profiling import ProfileSpec, profile  # noqa: E402
 from ascendra.perfmodel.log import validate_log  # noqa: E402
-from ascendra.profiling import ProfileSpec, profile  # noqa: E402
 
 
 def test_engine_profile_logs_measured_batches_of_every_request():

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ascendra.cli.main import app
 from ascendra.errors import UserError
-from ascendra.reproduce.spec import load_spec
+from ascendra.harness.cli.main import app
+from ascendra.harness.reproduce.spec import load_spec
 
 TINY = """
 id = "tiny"
@@ -108,7 +108,7 @@ def test_bad_spec_option_is_a_user_error(tmp_path: Path) -> None:
 
 
 def test_shipped_specs_are_valid() -> None:
-    from ascendra.reproduce import load_specs
+    from ascendra.harness.reproduce import load_specs
 
     specs = load_specs()
     assert "goodput" in specs

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from ascendra.config import RunConfig
+from ascendra.harness.config import RunConfig
+from ascendra.harness.simulate import simulate
 from ascendra.kv_cache import BlockManager
-from ascendra.request import Request
-from ascendra.sim.simulate import simulate
+from ascendra.request import Request, RequestSpec
 from baselines.sarathi import SarathiScheduler
 from baselines.vllm import VllmScheduler
-from workloads.spec import RequestSpec
 
 
 def req(request_id: int, arrival: float, prompt: int = 64, output: int = 4) -> Request:
@@ -45,9 +44,9 @@ def test_off_by_default_and_scheduled_requests_kept() -> None:
 
 
 def test_overloaded_baseline_drops_with_admission_control() -> None:
-    base = RunConfig(system="vllm", rate=150.0, num_requests=300)
+    base = RunConfig.of(system="vllm", rate=150.0, num_requests=300)
     plain = simulate(base).summary
-    dropping = simulate(RunConfig(system="vllm", rate=150.0, num_requests=300, admission_control=True)).summary
+    dropping = simulate(base.replace(admission_control=True)).summary
     assert plain["dropped"] == 0
     assert dropping["dropped"] > 0
     assert dropping["ttft_p99"] <= plain["ttft_p99"]

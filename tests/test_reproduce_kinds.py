@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from ascendra.reproduce import load_spec, run_experiment
+from ascendra.harness.reproduce import load_spec, run_experiment
 
 GRID = """
 [fixed]

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 pytest.importorskip("torch")
 
-from ascendra.cli.main import app  # noqa: E402
+from ascendra.harness.cli.main import app  # noqa: E402
 from baselines.vllm_engine import vllm_available  # noqa: E402
 
 SIMULATED = """
@@ -45,7 +45,7 @@ workloads = ["fixed:prompt=24,output=6"]
 values = [20, 1000]
 """
 OURS = '{label = "ours", system = "sarathi", backend = "engine", chunk_size = 16}'
-VLLM = '{label = "vLLM", system = "vllm-engine", max_batched_tokens = 512}'
+VLLM = '{label = "vLLM", system = "vllm", backend = "vllm-engine", max_batched_tokens = 512}'
 
 
 def _specs(folder: Path) -> Path:

@@ -15,12 +15,12 @@ httpx = pytest.importorskip("httpx")
 
 from serve_process import ascbench_serve  # noqa: E402
 
-from ascendra.config import RunConfig  # noqa: E402
+from ascendra.harness.config import RunConfig  # noqa: E402
+from ascendra.harness.loadgen import run_openai  # noqa: E402
+from ascendra.harness.serving import serving  # noqa: E402
 from ascendra.live.engines import LiveOptions  # noqa: E402
-from ascendra.loadgen import run_openai  # noqa: E402
 from ascendra.metrics import SLO, summarize  # noqa: E402
 from ascendra.records import records_frame  # noqa: E402
-from ascendra.serve.server import running_server  # noqa: E402
 from workloads import make_workload  # noqa: E402
 
 WORKLOAD = "fixed:prompt=24,output=12"
@@ -28,12 +28,12 @@ WORKLOAD = "fixed:prompt=24,output=12"
 
 def _config(system: str) -> RunConfig:
     instances = 3 if system == "ascendra" else 2
-    return RunConfig(system=system, model="tiny", instances=instances, workload=WORKLOAD, backend="engine")
+    return RunConfig.of(system=system, model="tiny", instances=instances, workload=WORKLOAD, backend="engine")
 
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    with running_server(_config("ascendra"), LiveOptions(num_blocks=64)) as base:
+    with serving(_config("ascendra"), LiveOptions(num_blocks=64)) as base:
         yield base
 
 
@@ -115,7 +115,7 @@ def test_one_slot_serialises_requests_and_the_wait_for_it_counts_in_ttft(url: st
 
 @pytest.mark.parametrize("system", ["vllm", "sarathi"])
 def test_baseline_systems_serve_too(system: str) -> None:
-    with running_server(_config(system), LiveOptions(num_blocks=64)) as base:
+    with serving(_config(system), LiveOptions(num_blocks=64)) as base:
         requests, errors = _load(base, num_requests=6)
     assert errors == {} and all(len(r.token_times) == 12 for r in requests)
 
@@ -129,7 +129,7 @@ def test_the_serve_command_listens_until_stopped() -> None:
 def test_the_loadgen_command_reports_a_summary(url: str) -> None:
     from typer.testing import CliRunner
 
-    from ascendra.cli.main import app
+    from ascendra.harness.cli.main import app
 
     args = ["loadgen", "--endpoint", url, "--workload", WORKLOAD, "--model", "tiny", "--served-model", "tiny"]
     result = CliRunner().invoke(app, [*args, "--rate", "20", "--num-requests", "6", "--json"])
@@ -143,10 +143,13 @@ def test_the_loadgen_command_reports_a_summary(url: str) -> None:
 
 @pytest.mark.parametrize("system", ["openai", "vllm-engine"])
 def test_serve_refuses_systems_that_are_clients_of_other_engines(system):
+    # The old system names are backends now; serve runs a system on the engine backend, never on those.
     from typer.testing import CliRunner
 
-    import ascendra.cli.main  # noqa: F401
-    from ascendra.cli.app import app
+    import ascendra.harness.cli.main  # noqa: F401
+    from ascendra.harness.cli.app import app
 
     result = CliRunner().invoke(app, ["serve", "--system", system, "--model", "tiny"])
-    assert result.exit_code == 2 and "serve runs ascendra, vllm, sarathi" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert f"--system {system} and --backend engine contradict each other" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 pytest.importorskip("torch")
 
-import ascendra.cli.main  # noqa: E402,F401  (registers the commands)
-from ascendra.cli.app import app  # noqa: E402
-from ascendra.config import RunConfig  # noqa: E402
+import ascendra.harness.cli.main  # noqa: E402,F401  (registers the commands)
+from ascendra.harness.cli.app import app  # noqa: E402
+from ascendra.harness.config import RunConfig  # noqa: E402
 
 ARGS = ["--backend", "engine", "--model", "tiny", "--workload", "fixed:prompt=24,output=6", "--num-requests", "12"]
 
@@ -32,9 +32,9 @@ def test_live_sweep_writes_the_simulator_tables(system, tmp_path):
 def test_backend_fields_are_hashed_only_when_set():
     base = RunConfig()
     assert "backend" not in base.to_dict()
-    live = RunConfig(backend="engine", model="tiny")
-    assert live.to_dict()["backend"] == "engine"
-    assert live.key() != RunConfig(model="tiny").key()
+    live = RunConfig.of(backend="engine", model="tiny")
+    assert live.to_dict()["backend"] == {"name": "engine"}
+    assert live.key() != RunConfig.of(model="tiny").key()
 
 
 def test_live_sweep_with_ray_actors(tmp_path):
@@ -43,4 +43,4 @@ def test_live_sweep_with_ray_actors(tmp_path):
     result = CliRunner().invoke(app, [*args, "--json", "--out", str(tmp_path / "ray")])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rows"][0]["finished"] == 12
-    assert RunConfig(distributed="ray").to_dict()["distributed"] == "ray"
+    assert RunConfig.of(distributed="ray").to_dict()["backend"] == {"distributed": "ray"}

@@ -36,7 +36,7 @@ transformers = pytest.importorskip("transformers")
 
 from serve_process import ascbench_serve  # noqa: E402
 
-from ascendra.loadgen import run_openai  # noqa: E402
+from ascendra.harness.loadgen import run_openai  # noqa: E402
 from ascendra.metrics import SLO, summarize  # noqa: E402
 from ascendra.records import records_frame  # noqa: E402
 from workloads import make_workload  # noqa: E402

