@@ -19,15 +19,13 @@ Executor = Callable[[Batch], float]
 
 @dataclass(eq=False, slots=True)
 class Instance:
-    """A scheduler plus its executor; ``batch`` is set while a batch runs (``busy_until`` in the simulator)."""
+    """A scheduler plus its executor; ``batch`` is set while a batch runs."""
 
     name: str
     scheduler: Scheduler
     execute: Executor
     batch: Batch | None = None
-    busy_until: float | None = None
     num_batches: int = 0
-    busy_time: float = 0.0
     batch_log: list[tuple[float, Batch, float]] | None = field(default=None)
 
     @property

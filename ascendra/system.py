@@ -22,7 +22,7 @@ from typing import Any
 from ascendra.errors import UserError
 from ascendra.instance import Executor, Instance
 from ascendra.kv_cache import BlockManager
-from ascendra.router import Router
+from ascendra.router import RoundRobinRouter, Router
 from ascendra.scheduler import Scheduler
 
 #: Where a system can run: the simulator, live on the project's engine, served over HTTP on that engine.
@@ -94,6 +94,13 @@ class Built:
 
     instances: list[Instance]
     router: Router
+
+
+def round_robin(ctx: BuildContext, policy: Callable[[BlockManager], Scheduler]) -> Built:
+    """The usual shape of a system: the same policy on every instance (``gpu0``, ``gpu1``...) behind a
+    round-robin router that never moves a request."""
+    instances = [ctx.instance(f"gpu{i}", policy) for i in range(ctx.cluster.instances)]
+    return Built(instances, RoundRobinRouter(instances))
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,7 @@ from ascendra.batch import Batch
 from ascendra.errors import UserError
 from ascendra.kv_cache import BlockManager
 from ascendra.policy import BasePolicy
-from ascendra.router import RoundRobinRouter
-from ascendra.system import BuildContext, Built, System, SystemConfig, knob
+from ascendra.system import BuildContext, Built, System, SystemConfig, knob, round_robin
 
 
 class SarathiScheduler(BasePolicy):
@@ -74,8 +73,7 @@ def build(config: SarathiConfig, ctx: BuildContext) -> Built:
         scheduler.drop_after = ctx.cluster.ttft_slo if config.admission_control else None
         return scheduler
 
-    instances = [ctx.instance(f"gpu{i}", policy) for i in range(ctx.cluster.instances)]
-    return Built(instances, RoundRobinRouter(instances))
+    return round_robin(ctx, policy)
 
 
 SYSTEM = System(

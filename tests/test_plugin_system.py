@@ -59,10 +59,16 @@ def test_a_knob_of_another_system_is_one_line_and_exit_2(plugin_env: dict[str, s
     out = _ascbench(plugin_env, "sweep", "--system", "fcfs-example", "--chunk-size", "256", "--rates", "5")
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0
-    assert "chunk_size" in out.stderr and "token_budget" in out.stderr
+    assert "--chunk-size" in out.stderr and "--token-budget" in out.stderr
 
 
 def test_unknown_system_lists_the_known_ones() -> None:
     out = _ascbench(dict(os.environ), "sweep", "--system", "orca-nope", "--rates", "5")
     assert out.returncode == 2
     assert "unknown system 'orca-nope'" in out.stderr and "vllm" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_readme_shows_the_example_as_it_is_tested() -> None:
+    source = (PLUGIN / "ascbench_fcfs" / "__init__.py").read_text()
+    assert len(source.splitlines()) < 80
+    assert source in (PLUGIN.parents[1] / "README.md").read_text()

@@ -52,9 +52,9 @@ def test_configs_are_stored_by_part_and_refuse_another_systems_knobs():
     assert SMALL.to_dict() == {"schema": 2, "system": "vllm", "workload": workload, "cluster": {"instances": 2}}
     assert RunConfig.from_dict(SMALL.to_dict()) == SMALL and RunConfig.from_dict(SMALL.flat()) == SMALL
     assert SMALL.replace(rate=30.0).key() == SMALL.key() and SMALL.with_rate(5.0).key() != SMALL.key()
-    with pytest.raises(UserError, match="chunk_size: not an option of system vllm"):
+    with pytest.raises(UserError, match="--chunk-size: not an option of system vllm"):
         RunConfig.of(system="vllm", chunk_size=256)
-    with pytest.raises(UserError, match="chunk_size: not an option of system vllm"):
+    with pytest.raises(UserError, match="--chunk-size: not an option of system vllm"):
         SMALL.replace(chunk_size=256)
     sarathi = SMALL.replace(system="sarathi", chunk_size=256)
     assert sarathi.knobs.chunk_size == 256 and sarathi.workload == SMALL.workload

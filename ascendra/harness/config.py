@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -111,6 +112,11 @@ class BackendConfig:
             raise UserError(
                 "--endpoint, --served-model, --max-concurrency and --request-timeout apply only to --backend openai"
             )
+
+
+def _options(names: Iterable[str]) -> str:
+    """Names as the CLI spells them: ``--max-num-seqs, --partition``."""
+    return ", ".join(sorted("--" + n.replace("_", "-") for n in names)) or "none"
 
 
 def _positive(part: object, **options: str) -> None:
@@ -226,8 +232,7 @@ class RunConfig:
                 unknown.append(name)
         if unknown:
             raise UserError(
-                f"{', '.join(sorted(unknown))}: not an option of system {system} "
-                f"(its knobs: {', '.join(sorted(knob_names)) or 'none'})"
+                f"{_options(unknown)}: not an option of system {system} (its knobs: {_options(knob_names)})"
             )
         built = {name: PARTS[name](**args) for name, args in parts.items()}
         return cls(system, spec.config(**knobs), **built)
@@ -263,7 +268,7 @@ class RunConfig:
             own = {f.name for f in fields(self.knobs)}  # type: ignore[arg-type]
             unknown = sorted(set(knobs) - own)
             if unknown:
-                raise UserError(f"{', '.join(unknown)}: not an option of system {self.system}")
+                raise UserError(f"{_options(unknown)}: not an option of system {self.system}")
         changed = {name: replace(getattr(self, name), **args) for name, args in parts.items()}
         return replace(self, knobs=replace(self.knobs, **knobs), **changed)  # type: ignore[arg-type]
 

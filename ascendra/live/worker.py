@@ -97,13 +97,12 @@ class InstanceThread:
                 node.batch = batch
                 control.lock.release()
                 try:
-                    seconds = execute(batch)
+                    execute(batch)
                 finally:
                     control.lock.acquire()
                 end = control.clock()
                 node.batch = None
                 node.num_batches += 1
-                node.busy_time += seconds
                 if node.batch_log is not None:
                     node.batch_log.append((now, batch, end - now))
                 done = scheduler.on_batch_done(batch, end)

@@ -76,7 +76,6 @@ class Cluster:
         batch = instance.batch
         assert batch is not None
         instance.batch = None
-        instance.busy_until = None
         done = instance.scheduler.on_batch_done(batch, now)
         if done:
             self.coordinator.finished(done)
@@ -87,9 +86,7 @@ class Cluster:
         if batch:
             duration = instance.execute(batch)
             instance.batch = batch
-            instance.busy_until = now + duration
             instance.num_batches += 1
-            instance.busy_time += duration
             if instance.batch_log is not None:
                 instance.batch_log.append((now, batch, duration))
             self._seq += 1

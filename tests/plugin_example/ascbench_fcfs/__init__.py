@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from ascendra.batch import Batch
 from ascendra.kv_cache import BlockManager
 from ascendra.policy import BasePolicy
-from ascendra.router import RoundRobinRouter
-from ascendra.system import BuildContext, Built, System, SystemConfig, knob
+from ascendra.system import BuildContext, Built, System, SystemConfig, knob, round_robin
 
 
 class FcfsPolicy(BasePolicy):
@@ -39,11 +38,8 @@ class FcfsConfig(SystemConfig):
 
 
 def build(config: FcfsConfig, ctx: BuildContext) -> Built:
-    def policy(blocks: BlockManager) -> FcfsPolicy:
-        return FcfsPolicy(blocks, config.max_num_seqs, config.token_budget)
-
-    instances = [ctx.instance(f"gpu{i}", policy) for i in range(ctx.cluster.instances)]
-    return Built(instances, RoundRobinRouter(instances))
+    """The policy on every instance, behind a round-robin router."""
+    return round_robin(ctx, lambda blocks: FcfsPolicy(blocks, config.max_num_seqs, config.token_budget))
 
 
 SYSTEM = System("fcfs-example", "FCFS: decodes, then whole prompts in arrival order.", FcfsConfig, build)
