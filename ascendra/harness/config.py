@@ -19,10 +19,12 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from ascendra.coordinator import TransferTime
 from ascendra.errors import UserError
 from ascendra.gpus import get_gpu
 from ascendra.harness.registry import get_system
 from ascendra.kv_cache import DEFAULT_BLOCK_SIZE
+from ascendra.link import LINKS, get_link, kv_move_time
 from ascendra.models import get_model
 from ascendra.system import ClusterSpec, SystemConfig, knob
 
@@ -67,10 +69,12 @@ class ClusterConfig:
     instances: int = knob(3, "Number of instances (GPUs, or TP groups).")
     gpu_memory_utilization: float = knob(0.9, "Share of GPU memory for weights + KV cache.")
     block_size: int = knob(DEFAULT_BLOCK_SIZE, "KV cache block size, tokens.")
+    link: str = knob("nvlink", f"Link that moves KV between instances: {', '.join(LINKS)} or a bandwidth in GB/s.")
 
     def __post_init__(self) -> None:
         get_model(self.model)
         get_gpu(self.gpu)
+        get_link(self.link)
         _positive(self, instances="instances", block_size="block-size")
         if self.tp is not None and self.tp < 1:
             raise UserError(f"--tp must be at least 1, got {self.tp}")
@@ -80,6 +84,11 @@ class ClusterConfig:
     @property
     def tensor_parallel(self) -> int:
         return self.tp if self.tp is not None else get_model(self.model).default_tp
+
+    def transfer_time(self) -> TransferTime:
+        """What a move costs on this cluster: its KV over ``link`` (free when it carries none)."""
+        move_time = kv_move_time(get_link(self.link), get_model(self.model), self.tensor_parallel)
+        return lambda move, source: move_time(move.kv_tokens)
 
 
 @dataclass(frozen=True, slots=True)

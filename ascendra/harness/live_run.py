@@ -13,12 +13,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from ascendra.coordinator import TransferTime
 from ascendra.engine import Engine, EngineConfig
 from ascendra.errors import UserError
 from ascendra.harness.build import ExecutorFactory, build_system
 from ascendra.harness.config import RunConfig
 from ascendra.harness.workload import slo_of, workload_of
-from ascendra.instance import Executor
+from ascendra.instance import Executor, Instance
 from ascendra.kv_cache import BlockManager
 from ascendra.live.cluster import LiveCluster, LiveRunResult
 from ascendra.live.engines import (
@@ -33,6 +34,7 @@ from ascendra.live.engines import (
 )
 from ascendra.live.executor import EngineExecutor
 from ascendra.metrics import run_tables
+from ascendra.router import Move
 from workloads import Workload
 
 
@@ -93,7 +95,7 @@ def run_live(
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        result = LiveCluster(built.instances, built.router).run(workload.requests)
+        result = LiveCluster(built.instances, built.router, _engine_transfer(config)).run(workload.requests)
     finally:
         torch.set_num_threads(saved)
     return _outcome(config, options, workload, result)
@@ -122,10 +124,26 @@ def _run_ray(config: RunConfig, workload: Workload, options: LiveOptions, synthe
         built = build_system(config, executor, num_blocks=num_blocks)
         for node in built.instances:
             node.batch_log = []
-        result = LiveCluster(built.instances, built.router).run(workload.requests)
+        result = LiveCluster(built.instances, built.router, _engine_transfer(config)).run(workload.requests)
     finally:
         engines.close()
     return _outcome(config, options, workload, result)
+
+
+def _engine_transfer(config: RunConfig) -> TransferTime:
+    """The cluster's transfer time for moves without KV; a move carrying KV is refused, since the engines do not
+    copy KV pages between them yet (the target would decode over a cache it does not hold)."""
+    move_time = config.cluster.transfer_time()
+
+    def transfer(move: Move, source: Instance) -> float:
+        if move.kv_tokens:
+            raise UserError(
+                f"system {config.system} moves KV between instances, which live engines cannot do yet; "
+                "run it with --backend sim"
+            )
+        return move_time(move, source)
+
+    return transfer
 
 
 def _outcome(config: RunConfig, options: LiveOptions, workload: Workload, result: LiveRunResult) -> LiveOutcome:

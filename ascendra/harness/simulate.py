@@ -37,6 +37,6 @@ def simulate(config: RunConfig, data_dir: Path | None = None, workload: Workload
     c = config.cluster
     cost = CostModel.load(c.model, c.gpu, c.tensor_parallel)
     built = build_system(config, one_executor(cost.batch_time))
-    result = Cluster(built.instances, built.router).run(workload.requests)
+    result = Cluster(built.instances, built.router, c.transfer_time()).run(workload.requests)
     records, summary = run_tables(result.requests, slo_of(config), workload.num_trimmed)
     return SimOutcome(config, workload, result, records, summary)
