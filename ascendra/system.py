@@ -15,7 +15,7 @@ runtime's business (the cost model in the simulator, an engine live), so a syste
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from ascendra.kv_cache import BlockManager
 from ascendra.router import RoundRobinRouter, Router
 from ascendra.scheduler import Scheduler
 
+_NO_RENAME: Mapping[str, str] = {}
 #: Where a system can run: the simulator, live on the project's engine, served over HTTP on that engine.
 TARGETS = ("sim", "engine", "serve")
 
@@ -34,28 +35,42 @@ def knob(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
 
+def _option(name: str, rename: Mapping[str, str]) -> str:
+    """The CLI option of a field: ``max_num_seqs`` -> ``--max-num-seqs``, unless ``rename`` says otherwise."""
+    return "--" + rename.get(name, name.replace("_", "-"))
+
+
+def check_choices(obj: Any, rename: Mapping[str, str] = _NO_RENAME) -> None:
+    """Raise ``UserError`` when a ``knob`` field declared with choices holds another value."""
+    for f in dataclasses.fields(obj):
+        choices = f.metadata.get("choices")
+        value = getattr(obj, f.name)
+        if choices and value not in choices:
+            raise UserError(f"unknown {_option(f.name, rename)} {value!r}; known: {', '.join(choices)}")
+
+
+def check_positive(obj: Any, names: Iterable[str], rename: Mapping[str, str] = _NO_RENAME) -> None:
+    """Raise ``UserError`` unless each named field is positive (or None)."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and not value > 0:
+            raise UserError(f"{_option(name, rename)} must be positive, got {value}")
+
+
 @dataclass(frozen=True, slots=True)
 class SystemConfig:
     """Base of a system's knobs (a frozen dataclass of ``knob`` fields). Choices are checked on creation;
     override ``check`` for anything that depends on the cluster."""
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            value = getattr(self, f.name)
-            if choices and value not in choices:
-                option = f.name.replace("_", "-")
-                raise UserError(f"unknown --{option} {value!r}; known: {', '.join(choices)}")
+        check_choices(self)
 
     def check(self, cluster: ClusterSpec) -> None:
         """Raise ``UserError`` when these knobs cannot run on ``cluster``."""
 
     def positive(self, *names: str) -> None:
         """Raise ``UserError`` unless each named knob is positive (a helper for ``__post_init__``)."""
-        for name in names:
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        check_positive(self, names)
 
 
 @dataclass(frozen=True, slots=True)

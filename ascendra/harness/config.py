@@ -26,7 +26,7 @@ from ascendra.harness.registry import get_system
 from ascendra.kv_cache import DEFAULT_BLOCK_SIZE
 from ascendra.link import LINKS, get_link, kv_move_time
 from ascendra.models import get_model
-from ascendra.system import ClusterSpec, SystemConfig, knob
+from ascendra.system import ClusterSpec, SystemConfig, check_choices, check_positive, knob
 
 #: Version of the stored form; stored configs of another version are refused, not misread.
 SCHEMA = 2
@@ -49,7 +49,7 @@ class WorkloadConfig:
     seed: int = knob(1, "Seed of the workload sampling and arrivals.")
 
     def __post_init__(self) -> None:
-        _positive(self, rate="rate", num_requests="num-requests", cv="cv")
+        check_positive(self, ("rate", "num_requests", "cv"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class SLOConfig:
     tbt: float = knob(0.15, "TBT SLO in seconds.")
 
     def __post_init__(self) -> None:
-        _positive(self, ttft="ttft-slo", tbt="tbt-slo")
+        check_positive(self, ("ttft", "tbt"), {"ttft": "ttft-slo", "tbt": "tbt-slo"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ class ClusterConfig:
         get_model(self.model)
         get_gpu(self.gpu)
         get_link(self.link)
-        _positive(self, instances="instances", block_size="block-size")
+        check_positive(self, ("instances", "block_size"))
         if self.tp is not None and self.tp < 1:
             raise UserError(f"--tp must be at least 1, got {self.tp}")
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -105,12 +105,8 @@ class BackendConfig:
     request_timeout: float = knob(300.0, "Backend openai: per-request timeout, s.")
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                option = "backend" if f.name == "name" else f.name
-                raise UserError(f"unknown --{option} {getattr(self, f.name)!r}; known: {', '.join(choices)}")
-        _positive(self, kv_blocks="kv-blocks", max_concurrency="max-concurrency", request_timeout="request-timeout")
+        check_choices(self, {"name": "backend"})
+        check_positive(self, ("kv_blocks", "max_concurrency", "request_timeout"))
         client = ("endpoint", "served_model", "max_concurrency", "request_timeout")
         if self.name == "openai":
             if self.endpoint is None:
@@ -126,13 +122,6 @@ class BackendConfig:
 def _options(names: Iterable[str]) -> str:
     """Names as the CLI spells them: ``--max-num-seqs, --partition``."""
     return ", ".join(sorted("--" + n.replace("_", "-") for n in names)) or "none"
-
-
-def _positive(part: object, **options: str) -> None:
-    for name, option in options.items():
-        value = getattr(part, name)
-        if value is not None and not value > 0:
-            raise UserError(f"--{option} must be positive, got {value}")
 
 
 PARTS: dict[str, type] = {

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from ascendra.harness.config import FLAT, PARTS, RunConfig
-from ascendra.harness.registry import systems
+from ascendra.harness.registry import knob_types, systems
 
 _PANELS = {"workload": "Workload and SLO", "slo": "Workload and SLO", "cluster": "Cluster", "backend": "Backend"}
 _DATA_DIR = (
@@ -104,8 +104,8 @@ def _decorate(
 
 def _config(given: dict[str, Any], fixed: dict[str, Any]) -> RunConfig:
     """A RunConfig from the options given (knobs left at None take the system's defaults)."""
-    knob_names = {name for system in systems().values() for name in (f.name for f in dataclasses.fields(system.config))}
-    values = {k: v for k, v in given.items() if not (k in knob_names and v is None)}
+    knobs = knob_types()
+    values = {k: v for k, v in given.items() if not (k in knobs and v is None)}
     return RunConfig.from_flat({**values, **fixed})
 
 
