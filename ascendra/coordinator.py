@@ -44,7 +44,10 @@ def instant(move: Move, source: Instance) -> float:
 class MoveRecord:
     """A request the router moved between instances, carrying ``kv_tokens`` of KV, and when (runtime seconds).
 
-    ``delivered`` is None while the request is in transit."""
+    ``decided`` is when the request left its source (it stops running there); a migration with a pre-copy
+    started earlier, at ``started``, and sent ``precopied`` tokens over ``stages`` copies before that (for a
+    one-shot move ``started == decided``, ``stages == 1``). ``delivered`` is None while the request is in transit.
+    """
 
     request_id: int
     source: str
@@ -52,10 +55,18 @@ class MoveRecord:
     kv_tokens: int
     decided: float
     delivered: float | None = None
+    precopied: int = 0
+    started: float | None = None
+    stages: int = 1
+
+    def __post_init__(self) -> None:
+        if self.started is None:
+            self.started = self.decided
 
     @property
     def latency(self) -> float:
-        """Seconds from the router's decision to the target receiving the request."""
+        """Seconds from the request leaving its source to the target receiving it: the time it runs nowhere
+        (a migration's downtime)."""
         if self.delivered is None:
             raise ValueError(f"the move of request {self.request_id} has not been delivered yet")
         return self.delivered - self.decided
@@ -123,7 +134,7 @@ class Coordinator:
             self._dropped(rejected, REJECTED)
         moves = self.router.moves_after(instance, batch, now)
         for move in moves:
-            self._move(instance, move, now)
+            self._move(move.source or instance, move, now)
 
     def finished(self, requests: list[Request]) -> None:
         """Requests an instance just completed."""
@@ -154,6 +165,9 @@ class Coordinator:
                 f"request {request.id} moves with {move.kv_tokens} KV tokens but has {request.num_computed} computed"
             )
         record = MoveRecord(request.id, source.name, move.target.name, move.kv_tokens, now)
+        precopy = move.precopy
+        if precopy is not None:
+            record.precopied, record.started, record.stages = precopy.tokens, precopy.started, precopy.stages + 1
         self.moves.append(record)
         cost = self.transfer_time(move, source)
         if cost == 0.0:

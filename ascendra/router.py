@@ -1,10 +1,12 @@
 """How requests reach instances: the router contract, moves between instances, and the round-robin router.
 
-A router places each arrival and, after any instance has scheduled a batch, may move requests away from it. A
-move names the KV it carries: ``kv_tokens == 0`` for a request that holds no KV (taken from a waiting queue, as
-Ascendra's offload), more for one whose cache travels with it (a prefill/decode hand-off, a live migration).
-The coordinator charges each move's transfer time and delivers it to the target afterwards; while it travels
-the request is in no instance.
+A router places each arrival and, after any instance has scheduled a batch, may move requests away from it (or,
+naming the ``source``, from another instance: a decode instance that freed room pulls a request a prefill
+instance holds). A move names the KV it carries: ``kv_tokens == 0`` for a request that holds no KV (taken from
+a waiting queue, as Ascendra's offload), more for one whose cache travels with it (a prefill/decode hand-off, a
+live migration). A live migration may have copied part of that KV while the request kept running at its
+source (``PreCopy``); the move itself then carries only the rest. The coordinator charges each move's transfer
+time and delivers it to the target afterwards; while it travels the request is in no instance.
 """
 
 from __future__ import annotations
@@ -18,6 +20,16 @@ from ascendra.request import Request
 
 
 @dataclass(frozen=True, slots=True)
+class PreCopy:
+    """The stages of a migration that copied ``tokens`` of KV while the request kept running at its source,
+    from ``started`` (runtime seconds) over ``stages`` copies; the final move carries the rest."""
+
+    tokens: int
+    started: float
+    stages: int
+
+
+@dataclass(frozen=True, slots=True)
 class Move:
     """``request`` leaves its instance for ``target`` carrying ``kv_tokens`` tokens of KV cache.
 
@@ -28,6 +40,14 @@ class Move:
     request: Request
     target: Instance
     kv_tokens: int = 0
+    #: The instance the request leaves; None: the one whose scheduling step the router is answering.
+    source: Instance | None = None
+    precopy: PreCopy | None = None
+
+    @property
+    def sent_tokens(self) -> int:
+        """KV tokens this move itself transfers: all it carries, less what a pre-copy already sent."""
+        return self.kv_tokens - (self.precopy.tokens if self.precopy else 0)
 
 
 class Router(Protocol):
@@ -37,8 +57,9 @@ class Router(Protocol):
         """The instance a new arrival goes to, or None to drop it (admission control)."""
 
     def moves_after(self, instance: Instance, batch: Batch, now: float) -> list[Move]:
-        """Requests taken from ``instance`` right after it scheduled ``batch``, each with where it goes; never one
-        in ``batch``, which computes it there."""
+        """Requests taken from an instance right after ``instance`` scheduled ``batch`` (from ``instance`` unless
+        a move names its ``source``), each with where it goes; never one in a batch that computes it, since the
+        move frees its KV."""
 
 
 class RoundRobinRouter:

@@ -22,6 +22,8 @@ from typing import Any
 from ascendra.errors import UserError
 from ascendra.instance import Executor, Instance
 from ascendra.kv_cache import BlockManager
+from ascendra.link import get_link, kv_move_time
+from ascendra.models import get_model
 from ascendra.router import RoundRobinRouter, Router
 from ascendra.scheduler import Scheduler
 
@@ -76,7 +78,8 @@ class SystemConfig:
 @dataclass(frozen=True, slots=True)
 class ClusterSpec:
     """What a system is built on: the model (by name), the GPU and TP degree of each instance, how many
-    instances, and the SLOs (policies that know deadlines use them)."""
+    instances, the SLOs (policies that know deadlines use them) and the link that moves KV between instances
+    (a name or GB/s, as ``ascendra.link.get_link`` reads it)."""
 
     model: str
     gpu: str
@@ -84,6 +87,12 @@ class ClusterSpec:
     instances: int
     ttft_slo: float
     tbt_slo: float
+    link: str = "nvlink"
+
+    def kv_move_time(self) -> Callable[[int], float]:
+        """Seconds to copy a number of tokens of KV between two instances over the link (what the simulator
+        charges a move; a router that plans copies, as a live migration's pre-copy, uses it too)."""
+        return kv_move_time(get_link(self.link), get_model(self.model), self.tp)
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from ascendra.instance import Instance
 from ascendra.kv_cache import BlockManager
 from ascendra.live.cluster import LiveCluster
 from ascendra.request import Request, RequestSpec
-from ascendra.router import Move, RoundRobinRouter
+from ascendra.router import Move, PreCopy, RoundRobinRouter
 from ascendra.serve.cluster import End, Limits, ServingCluster
 from ascendra.sim.cluster import Cluster
 from baselines.sarathi import SarathiScheduler
@@ -235,3 +235,55 @@ def test_served_streams_end_when_their_request_finishes_or_is_dropped() -> None:
     assert finished == [0, 0, 0, End(None)]
     assert dropped == [End("dropped by admission control")]
     assert cluster.coordinator.outstanding == 0
+
+
+class PrefillOnly(VllmScheduler):
+    """Runs whole prefills and never decodes: a prefilled request stays in ``running``, holding its KV."""
+
+    def schedule(self, now: float) -> Batch:
+        batch = Batch()
+        self._admit_waiting(batch, 8192, now, chunked=False)
+        return batch
+
+
+class PullFromFirst:
+    """Arrivals alternate gpu0, gpu1. After each gpu1 step, gpu1 pulls the prefilled requests gpu0 holds,
+    naming gpu0 as the source, as if 4 of their KV tokens had been pre-copied over 2 stages from 0.2 s before."""
+
+    def __init__(self, instances: list[Instance]) -> None:
+        self.instances = instances
+
+    def route(self, request: Request, now: float) -> Instance:
+        return self.instances[request.id % 2]
+
+    def moves_after(self, instance: Instance, batch: Batch, now: float) -> list[Move]:
+        source, target = self.instances
+        if instance is not target:
+            return []
+        held = [r for r in source.scheduler.running if not r.in_prefill]
+        precopy = PreCopy(4, now - 0.2, 2)
+        return [Move(r, target, source.scheduler.release(r), source=source, precopy=precopy) for r in held]
+
+
+def test_a_move_may_name_its_source_and_only_the_rest_of_a_precopied_cache_is_charged() -> None:
+    nodes = [
+        Instance("gpu0", PrefillOnly(BlockManager(64)), linear_cost),
+        Instance("gpu1", VllmScheduler(BlockManager(64)), linear_cost),
+    ]
+    charged: list[int] = []
+
+    def transfer(move: Move, source: Instance) -> float:
+        charged.append(move.sent_tokens)
+        assert source is nodes[0]
+        return 0.01
+
+    # gpu0 prefills request 0 by 0.110 and holds it; request 1 reaches gpu1 at 0.3, whose first step pulls it.
+    specs = [RequestSpec(0, 0.0, 10, 3), RequestSpec(1, 0.3, 10, 3)]
+    result = Cluster(nodes, PullFromFirst(nodes), transfer).run(specs)
+    assert all(r.finished for r in result.requests)
+    (record,) = result.moves
+    assert (record.source, record.target, record.kv_tokens, record.decided) == ("gpu0", "gpu1", 10, 0.3)
+    assert charged == [10 - 4] and (record.precopied, record.stages) == (4, 3)
+    assert record.started == pytest.approx(0.1) and record.latency == pytest.approx(0.01)
+    assert result.requests[0].token_times[0] == pytest.approx(0.110)
+    assert result.requests[0].token_times[1] > 0.31  # its next token only after the move was delivered

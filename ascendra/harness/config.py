@@ -88,7 +88,7 @@ class ClusterConfig:
     def transfer_time(self) -> TransferTime:
         """What a move costs on this cluster: its KV over ``link`` (free when it carries none)."""
         move_time = kv_move_time(get_link(self.link), get_model(self.model), self.tensor_parallel)
-        return lambda move, source: move_time(move.kv_tokens)
+        return lambda move, source: move_time(move.sent_tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +181,7 @@ class RunConfig:
     def cluster_spec(self) -> ClusterSpec:
         """What the system is built on."""
         c = self.cluster
-        return ClusterSpec(c.model, c.gpu, c.tensor_parallel, c.instances, self.slo.ttft, self.slo.tbt)
+        return ClusterSpec(c.model, c.gpu, c.tensor_parallel, c.instances, self.slo.ttft, self.slo.tbt, c.link)
 
     @property
     def label(self) -> str:
