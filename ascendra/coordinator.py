@@ -5,14 +5,16 @@ The simulator (``ascendra.sim.cluster``), the live runtime (``ascendra.live.clus
 decides where a request is lives here, once, so the three cannot drift apart. The coordinator never reads a clock
 (every call is given ``now``) and never starts work itself; it tells its runtime through three hooks:
 
-- ``on_give(instance, now)``: the instance was given a request (the simulator starts it if idle, the live
-  runtimes wake its thread);
+- ``on_give(instance, now)``: the instance was given a request, or a move freed KV on it (the simulator starts
+  it if idle, the live runtimes wake its thread; an idle instance may now admit what waits there);
 - ``on_end(request, error)``: a request finished (``error`` None) or was dropped (the server ends its stream);
 - ``on_transit(due)``: a move is in transit until ``due``; the runtime calls ``deliver_due`` at that time (the
   simulator as an event, the live runtimes on a timer).
 
 A move costs ``transfer_time(move, source)`` seconds (default: none). A free move is delivered at once, as the
-simulator always did; otherwise the request is in no instance until its delivery.
+simulator always did; otherwise the request is in no instance until its delivery. A live runtime whose engines
+hold real KV pages also passes ``kv`` (a ``KVCarrier``): a move carrying KV is then really copied, and timed by
+that copy instead of ``transfer_time``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ascendra.batch import Batch
 from ascendra.instance import Instance
@@ -72,6 +75,23 @@ class MoveRecord:
         return self.delivered - self.decided
 
 
+class KVCarrier(Protocol):
+    """Copies the KV of moves between the instances' engines (live runtimes; the simulator only accounts KV).
+
+    A move carrying KV is carried at once: ``take`` copies the request's KV off its source right after the
+    router's step, before any move of that step is delivered (the router's ``release`` freed the blocks, but no
+    engine has written those pages since); the target ``adopt``s the request, and ``put`` writes the copy into
+    the blocks it reserved there, or discards it when the target fell back to recomputation. ``put`` returns the
+    measured seconds of the whole copy: the move's transfer time, during which the request is in no instance.
+    """
+
+    def take(self, move: Move, source: Instance) -> object:
+        """The request's KV, copied off ``source``."""
+
+    def put(self, move: Move, kv: object) -> float:
+        """Write ``kv`` into the blocks the target holds for the request (if any); seconds take + put took."""
+
+
 def _nothing(*args: object) -> None:
     """The default hook: the runtime does not need to hear about it."""
 
@@ -91,6 +111,7 @@ class Coordinator:
         on_give: Callable[[Instance, float], None] = _nothing,
         on_end: Callable[[Request, str | None], None] = _nothing,
         on_transit: Callable[[float], None] = _nothing,
+        kv: KVCarrier | None = None,
     ) -> None:
         self.instances = instances
         self.router = router
@@ -98,6 +119,7 @@ class Coordinator:
         self.on_give = on_give
         self.on_end = on_end
         self.on_transit = on_transit
+        self.kv = kv
         self.outstanding = 0
         self.moves: list[MoveRecord] = []
         self._in_transit: list[tuple[float, int, MoveRecord, Move]] = []
@@ -133,8 +155,16 @@ class Coordinator:
         if rejected:
             self._dropped(rejected, REJECTED)
         moves = self.router.moves_after(instance, batch, now)
-        for move in moves:
-            self._move(move.source or instance, move, now)
+        if moves and self.kv is not None:
+            taken = [self._take(move, move.source or instance) for move in moves]
+            for move, kv in zip(moves, taken, strict=True):
+                self._move(move.source or instance, move, now, kv)
+        else:
+            for move in moves:
+                self._move(move.source or instance, move, now)
+        freed = {id(m.source or instance): m.source or instance for m in moves if m.kv_tokens}
+        for source in freed.values():
+            self.on_give(source, now)  # a move freed KV there: wake it, it may now admit what waits
 
     def finished(self, requests: list[Request]) -> None:
         """Requests an instance just completed."""
@@ -158,17 +188,38 @@ class Coordinator:
                 state = "both finished and dropped" if request.finished else "neither finished nor dropped"
                 raise AssertionError(f"request {request.id} is {state} at the end of the run")
 
-    def _move(self, source: Instance, move: Move, now: float) -> None:
+    @staticmethod
+    def _check(move: Move) -> None:
         request = move.request
         if move.kv_tokens != request.num_computed:
             raise ValueError(
                 f"request {request.id} moves with {move.kv_tokens} KV tokens but has {request.num_computed} computed"
             )
+
+    def _take(self, move: Move, source: Instance) -> object:
+        """The KV a move carries, copied off its source by the ``KVCarrier``; None for a move without KV."""
+        assert self.kv is not None
+        self._check(move)
+        return self.kv.take(move, source) if move.kv_tokens else None
+
+    def _move(self, source: Instance, move: Move, now: float, kv: object = None) -> None:
+        """Record a move and deliver it: with ``kv`` (taken off its source) at once, after the measured copy;
+        otherwise after ``transfer_time``."""
+        request = move.request
+        self._check(move)
         record = MoveRecord(request.id, source.name, move.target.name, move.kv_tokens, now)
         precopy = move.precopy
         if precopy is not None:
             record.precopied, record.started, record.stages = precopy.tokens, precopy.started, precopy.stages + 1
         self.moves.append(record)
+        if kv is not None:
+            assert self.kv is not None
+            target = move.target
+            request.instances.append(target.name)
+            target.scheduler.adopt(request, now)
+            record.delivered = now + self.kv.put(move, kv)
+            self.on_give(target, record.delivered)
+            return
         cost = self.transfer_time(move, source)
         if cost == 0.0:
             record.delivered = now

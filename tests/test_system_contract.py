@@ -66,7 +66,8 @@ def _check_state(instances: list[Instance]) -> None:
         running = list(getattr(scheduler, "running", []))
         waiting = list(getattr(scheduler, "waiting", []))
         held: list[int] = []
-        for request in running:
+        # A system may reserve blocks for requests whose KV is on its way (``incoming``, as DistServe's decode).
+        for request in running + list(getattr(scheduler, "incoming", [])):
             held += blocks.block_table(request.id)
         assert len(held) == len(set(held)), f"{node.name}: a KV block is held twice"
         assert len(held) + blocks.num_free == blocks.num_blocks, f"{node.name}: KV blocks leaked or over-allocated"

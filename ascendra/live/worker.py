@@ -11,7 +11,8 @@ of that lock until work is delivered or the run stops: no busy waiting.
 this loop and replaces ``Control`` with calls to the driver that owns the router. ``WallClockControl`` is the
 part of it ``LiveCluster`` and ``ServingCluster`` share: the lock, the clock, one thread per instance, and the
 ``Coordinator`` wired to them (given work wakes its instance's thread; a move in transit is delivered by a
-timer when it is due).
+timer when it is due), and, when the instances' executors are engines, the ``EngineKV`` that copies a moved
+request's KV pages from engine to engine (``ascendra.live.kv_moves``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Protocol
 from ascendra.batch import Batch
 from ascendra.coordinator import Coordinator, TransferTime
 from ascendra.instance import Instance
+from ascendra.live.kv_moves import EngineKV
 from ascendra.request import Request
 from ascendra.router import Router
 
@@ -87,9 +89,9 @@ class InstanceThread:
             while not control.stopping:
                 now = control.clock()
                 batch = scheduler.schedule(now)
+                self.is_idle = not batch  # before the moves: one that frees KV here wakes this loop again
                 control.after_schedule(node, batch, now)
                 if not batch:
-                    self.is_idle = True
                     control.idle()
                     while self.is_idle and not control.stopping:
                         self.wake.wait()
@@ -124,7 +126,13 @@ class WallClockControl(ABC):
         self.stopping = False
         self.started = False
         self.coordinator = Coordinator(
-            instances, router, transfer_time, on_give=self._wake, on_end=self._ended, on_transit=self._deliver_at
+            instances,
+            router,
+            transfer_time,
+            on_give=self._wake,
+            on_end=self._ended,
+            on_transit=self._deliver_at,
+            kv=EngineKV.of(instances),
         )
         self._threads = {id(node): InstanceThread(node, self) for node in instances}
         self._timers: set[threading.Timer] = set()
