@@ -14,6 +14,7 @@ from ascendra.controller import AscendraController
 from ascendra.errors import UserError
 from ascendra.gpus import get_gpu
 from ascendra.hp_scheduler import HighPriorityScheduler
+from ascendra.kv_cache import BlockManager
 from ascendra.lp_scheduler import LowPriorityScheduler
 from ascendra.perfmodel import PerfModel
 from ascendra.system import BuildContext, Built, ClusterSpec, System, SystemConfig, knob
@@ -33,10 +34,13 @@ class AscendraConfig(SystemConfig):
     max_num_seqs: int = knob(128, "Max running sequences per instance.")
     max_batched_tokens: int = knob(8192, "Token budget per iteration (whole prefills must fit it).")
     admission_control: bool = knob(False, "Drop requests predicted to miss their TTFT.")
+    hp_max_num_seqs: int | None = knob(None, "HP instances' sequence cap \\[default: --max-num-seqs].")
+    hp_hard_cap: bool = knob(False, "Make the HP cap hard (default: soft, admits past it while 5% of KV is free).")
+    tbt_admission: bool = knob(False, "LP admits a prefill only if the predicted iteration stays within the TBT SLO.")
 
     def __post_init__(self) -> None:
         SystemConfig.__post_init__(self)
-        self.positive("compute_cap", "max_num_seqs", "max_batched_tokens")
+        self.positive("compute_cap", "max_num_seqs", "max_batched_tokens", "hp_max_num_seqs")
         if self.margin is not None and self.margin < 0:
             raise UserError(f"--margin must be >= 0, got {self.margin}")
         self.lp_hp  # noqa: B018  (validates the partition)
@@ -77,11 +81,17 @@ def build(config: AscendraConfig, ctx: BuildContext) -> Built:
     margin = config.offload_margin(cluster.model)
     cap_flops = config.compute_cap * get_gpu(cluster.gpu).peak_flops
     num_low, num_high = config.lp_hp
-    low = [
-        ctx.instance(f"lp{i}", lambda b: LowPriorityScheduler(b, margin=margin, compute_cap_flops=cap_flops, **shared))
-        for i in range(num_low)
-    ]
-    high = [ctx.instance(f"hp{i}", lambda b: HighPriorityScheduler(b, **shared)) for i in range(num_high)]
+    tbt_budget = cluster.tbt_slo if config.tbt_admission else None
+
+    def low_policy(blocks: BlockManager) -> LowPriorityScheduler:
+        return LowPriorityScheduler(blocks, margin=margin, compute_cap_flops=cap_flops, tbt_budget=tbt_budget, **shared)
+
+    def high_policy(blocks: BlockManager) -> HighPriorityScheduler:
+        hp = {**shared, "max_num_seqs": config.hp_max_num_seqs or config.max_num_seqs}
+        return HighPriorityScheduler(blocks, hard_cap=config.hp_hard_cap, **hp)
+
+    low = [ctx.instance(f"lp{i}", low_policy) for i in range(num_low)]
+    high = [ctx.instance(f"hp{i}", high_policy) for i in range(num_high)]
     return Built(low + high, AscendraController(low, high, predictor))
 
 

@@ -6,6 +6,10 @@ whose deadline is already lost moved to the back (serving them first would only 
 An iteration is a prefill-only batch of whole prompts when any fits (skipping those that do not), otherwise a
 decode-only batch. An offloaded request stays here until it finishes.
 
+The sequence cap is soft, as in the authors' artifact: past ``max_num_seqs`` a prompt is still admitted as long
+as ``SOFT_CAP_FREE_KV`` (5%) of the KV blocks stay free after it; ``hard_cap`` makes it hard (the artifact's
+admission experiment does so, at 256 sequences).
+
 The controller asks for a *ticket* before routing a new arrival here: granted only when nothing waits (in
 particular no pending offload), fewer than ``ticket_seq_share`` of the sequence cap run, and more than
 ``ticket_free_kv`` of the KV blocks are free.
@@ -15,11 +19,15 @@ from __future__ import annotations
 
 import math
 
+from ascendra.admission import Admission
 from ascendra.batch import Batch
 from ascendra.kv_cache import BlockManager
 from ascendra.policy import BasePolicy
 from ascendra.request import Request
 from ascendra.urgency import Predictor, value_function
+
+#: The share of the KV pool the HP instance keeps free when it admits past its sequence cap.
+SOFT_CAP_FREE_KV = 0.05
 
 
 class HighPriorityScheduler(BasePolicy):
@@ -38,14 +46,16 @@ class HighPriorityScheduler(BasePolicy):
         admission_control: bool = False,
         ticket_seq_share: float = 0.5,
         ticket_free_kv: float = 0.1,
+        hard_cap: bool = False,
     ) -> None:
         super().__init__(blocks, max_num_seqs)
+        self.soft_cap_free_kv = None if hard_cap else SOFT_CAP_FREE_KV
         self.predictor = predictor
         self.ttft_slo = ttft_slo
         self.value = value_function(value_fn, ttft_slo, predictor)
         self.max_batched_tokens = max_batched_tokens
         self.whole_prefill_budget = max_batched_tokens
-        self.admission_control = admission_control
+        self.admission = Admission(ttft_slo, predictor.prefill_time) if admission_control else None
         self.ticket_seq_share = ticket_seq_share
         self.ticket_free_kv = ticket_free_kv
 
@@ -67,24 +77,10 @@ class HighPriorityScheduler(BasePolicy):
     def _admission_order(self, now: float) -> list[Request]:
         return sorted(self.waiting, key=lambda r: self._rank_key(r, now))
 
-    def _drop_hopeless(self, now: float) -> None:
-        """Admission control: drop never-started requests that would miss their TTFT even if started now."""
-        keep = []
-        for request in self.waiting:
-            hopeless = request.first_scheduled is None and (
-                now - request.arrival + self.predictor.prefill_time(request) > self.ttft_slo
-            )
-            if hopeless:
-                self._reject(request)
-            else:
-                keep.append(request)
-        self._replace_waiting(keep)
-
     def schedule(self, now: float) -> Batch:
         batch = Batch()
         if self.waiting:
-            if self.admission_control:
-                self._drop_hopeless(now)
+            self._drop_hopeless(now)
             self._admit_waiting(batch, self.max_batched_tokens, now, chunked=False)
             if batch:
                 return batch

@@ -6,6 +6,11 @@ first, knapsack style: a prefill is taken if it fits the remaining budget, the s
 and the compute cap (``compute_cap`` seconds of the GPU's peak FLOPs); one that does not fit is skipped and the
 next is tried. Requests that were preempted (already started) go before never-started ones.
 
+With ``tbt_budget`` set (``--tbt-admission``, the final paper's rule), a prefill is also skipped when the
+performance model predicts that adding it would make the iteration longer than the budget (the TBT SLO) while
+decodes run in it: the running requests' next tokens stay on time, and prompts too long to fit beside them wait
+for a lighter iteration or are offloaded.
+
 After each step the controller asks for the requests at risk (``take_at_risk``): a never-started waiting request
 is at risk when ``waited + max(predicted batch time, predicted prefill time) + margin > TTFT_SLO``. Those leave
 this instance for the high-priority side; no KV state moves because none was allocated.
@@ -13,8 +18,10 @@ this instance for the high-priority side; no KV state moves because none was all
 
 from __future__ import annotations
 
+from ascendra.admission import Admission
 from ascendra.batch import Batch
 from ascendra.kv_cache import BlockManager
+from ascendra.perfmodel.work import batch_stats
 from ascendra.policy import BasePolicy
 from ascendra.request import Request
 from ascendra.urgency import Predictor, value_function
@@ -34,8 +41,10 @@ class LowPriorityScheduler(BasePolicy):
         max_batched_tokens: int = 8192,
         compute_cap_flops: float = float("inf"),
         admission_control: bool = False,
+        tbt_budget: float | None = None,
     ) -> None:
         super().__init__(blocks, max_num_seqs)
+        self.tbt_budget = tbt_budget
         self.predictor = predictor
         self.ttft_slo = ttft_slo
         self.margin = margin
@@ -43,7 +52,7 @@ class LowPriorityScheduler(BasePolicy):
         self.max_batched_tokens = max_batched_tokens
         self.whole_prefill_budget = max_batched_tokens
         self.compute_cap_flops = compute_cap_flops
-        self.admission_control = admission_control
+        self.admission = Admission(ttft_slo, predictor.prefill_time) if admission_control else None
 
     def _ranked(self, now: float) -> list[Request]:
         """Waiting requests, already-started (preempted) first in queue order, then by urgency (highest first,
@@ -63,6 +72,8 @@ class LowPriorityScheduler(BasePolicy):
         seqs_left = self.max_num_seqs - len(self.running)
         free_blocks = self.blocks.num_free
         flops_left = self.compute_cap_flops
+        timed = self.tbt_budget is not None and batch.num_decodes > 0
+        stats = batch_stats(*batch.composition()) if timed else None
         chosen: list[Request] = []
         for request in self._ranked(now):
             if seqs_left <= 0 or budget <= 0:
@@ -72,6 +83,11 @@ class LowPriorityScheduler(BasePolicy):
             flops = self.predictor.prefill_flops(tokens)
             if tokens > budget or need > free_blocks or (flops > flops_left and chosen):
                 continue  # skip what does not fit and try the next (a lone prefill always passes the cap)
+            if stats is not None:
+                longer = stats.with_chunk(tokens)
+                if self.predictor.perf.predict_stats(longer) > self.tbt_budget:  # type: ignore[operator]
+                    continue
+                stats = longer
             chosen.append(request)
             budget -= tokens
             free_blocks -= need
@@ -95,7 +111,7 @@ class LowPriorityScheduler(BasePolicy):
                 continue
             waited = now - request.arrival
             prefill = self.predictor.prefill_time(request)
-            if self.admission_control and waited + prefill > self.ttft_slo:
+            if self.admission is not None and self.admission.hopeless(request, now):
                 self._reject(request)
             elif waited + max(batch_time, prefill) + self.margin > self.ttft_slo:
                 at_risk.append(request)

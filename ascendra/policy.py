@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable
 
+from ascendra.admission import Admission
 from ascendra.batch import Batch
 from ascendra.errors import UserError
 from ascendra.kv_cache import BlockManager
@@ -39,9 +40,13 @@ class BasePolicy(ABC):
     #: Admission: skip a waiting request that does not fit and try the next (True), or stop at it (False, FCFS
     #: head-of-line blocking as in vLLM and Sarathi-Serve).
     skip_misfits: bool = False
-    #: Admission control without a latency predictor (the baselines'): a never-scheduled request still waiting
-    #: this many seconds after its arrival is dropped, as it can no longer meet a TTFT SLO that long. None: off.
-    drop_after: float | None = None
+    #: Admission control (``ascendra.admission``): drop never-started waiting requests whose TTFT SLO is lost.
+    #: None: off.
+    admission: Admission | None = None
+
+    #: None: ``max_num_seqs`` is a hard cap on admission. A share of the pool: admission may pass the cap as long
+    #: as that share of the KV blocks stays free (the authors' HP instance, with 0.05).
+    soft_cap_free_kv: float | None = None
 
     #: Policies that only run whole prefills (vLLM, Ascendra's LP and HP) set this to their token budget: a
     #: request whose (re)computed prefill could ever exceed it (prompt + output - 1 tokens, the longest
@@ -149,22 +154,13 @@ class BasePolicy(ABC):
             return f"needs {peak} KV slots at its longest, the pool holds {self.blocks.num_token_slots}"
         return None
 
-    def _drop_late(self, now: float) -> None:
-        """With ``drop_after`` set, move never-scheduled waiting requests older than it into ``rejected``.
-
-        Never-scheduled requests queue in arrival order (only preempted, already scheduled ones are put in
-        front), so the scan stops at the first fresh request that is not late."""
-        if self.drop_after is None or not self.waiting:
+    def _drop_hopeless(self, now: float) -> None:
+        """With ``admission`` set, move never-started waiting requests whose TTFT SLO is lost into ``rejected``."""
+        if self.admission is None or not self.waiting:
             return
-        deadline = now - self.drop_after
-        late = []
-        for request in self.waiting:
-            if request.first_scheduled is not None:
-                continue
-            if request.arrival >= deadline:
-                break
-            late.append(request)
-        for request in late:
+        hopeless = self.admission.hopeless
+        lost = [r for r in self.waiting if r.first_scheduled is None and hopeless(r, now)]
+        for request in lost:
             self._take_waiting(request)
             self._reject(request)
 
@@ -227,21 +223,24 @@ class BasePolicy(ABC):
     def _admit_waiting(self, batch: Batch, budget: int, now: float, chunked: bool) -> int:
         """Admit waiting requests in ``_admission_order`` while they fit; returns the token budget left.
 
-        A request fits when a running slot is free (``max_num_seqs``), the blocks for its whole
+        A request fits when a running slot is free (``max_num_seqs``; with ``soft_cap_free_kv`` set, a request
+        past the cap fits as long as that share of the pool stays free after it), the blocks for its whole
         ``prefill_target`` are free, and its tokens fit the budget: the whole prefill, or with ``chunked`` a
         first chunk of ``min(prefill_target, budget left)``. A misfit stops admission unless ``skip_misfits``.
         """
         seqs_left = self.max_num_seqs - len(self.running)
         free_blocks = self.blocks.num_free
         blocks_for = self.blocks.blocks_for
+        soft = self.soft_cap_free_kv
+        keep_free = -1.0 if soft is None else soft * self.blocks.num_blocks
         chosen: list[tuple[Request, int]] = []
         for request in self._admission_order(now):
-            if seqs_left <= 0 or budget <= 0:
+            if budget <= 0 or (seqs_left <= 0 and soft is None):
                 break
             target = request.prefill_target
             num_tokens = min(target, budget) if chunked else target
             need = blocks_for(target)
-            if num_tokens > budget or need > free_blocks:
+            if num_tokens > budget or need > free_blocks or (seqs_left <= 0 and free_blocks - need < keep_free):
                 if self.skip_misfits:
                     continue
                 break

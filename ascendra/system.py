@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ascendra.admission import Admission, ttft_admission
 from ascendra.errors import UserError
 from ascendra.instance import Executor, Instance
 from ascendra.kv_cache import BlockManager
@@ -28,6 +29,8 @@ from ascendra.router import RoundRobinRouter, Router
 from ascendra.scheduler import Scheduler
 
 _NO_RENAME: Mapping[str, str] = {}
+#: The help of every system's ``admission_control`` knob (one rule for all: ``ascendra.admission``).
+ADMISSION_HELP = "Drop a waiting request once its wait plus predicted prefill exceeds the TTFT SLO."
 #: Where a system can run: the simulator, live on the project's engine, served over HTTP on that engine.
 TARGETS = ("sim", "engine", "serve")
 
@@ -88,6 +91,10 @@ class ClusterSpec:
     ttft_slo: float
     tbt_slo: float
     link: str = "nvlink"
+
+    def ttft_admission(self) -> Admission:
+        """Admission control on this cluster: its TTFT SLO and the shipped performance model's predictions."""
+        return ttft_admission(self.model, self.gpu, self.tp, self.ttft_slo)
 
     def kv_move_time(self) -> Callable[[int], float]:
         """Seconds to copy a number of tokens of KV between two instances over the link (what the simulator

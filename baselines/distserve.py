@@ -49,7 +49,7 @@ from ascendra.kv_cache import BlockManager
 from ascendra.policy import BasePolicy
 from ascendra.request import Request
 from ascendra.router import Move
-from ascendra.system import BuildContext, Built, ClusterSpec, System, SystemConfig, knob
+from ascendra.system import ADMISSION_HELP, BuildContext, Built, ClusterSpec, System, SystemConfig, knob
 
 
 class PrefillScheduler(BasePolicy):
@@ -63,7 +63,7 @@ class PrefillScheduler(BasePolicy):
 
     def schedule(self, now: float) -> Batch:
         batch = Batch()
-        self._drop_late(now)
+        self._drop_hopeless(now)
         waiting, blocks = self.waiting, self.blocks
         budget = self.max_tokens
         while waiting and len(batch) < self.max_num_seqs:
@@ -158,7 +158,7 @@ class DistServeConfig(SystemConfig):
     prefill_max_batch: int = knob(128, "Max requests in a prefill batch.")
     prefill_max_tokens: int = knob(8192, "Max prompt tokens in a prefill batch.")
     decode_max_batch: int = knob(1024, "Max running requests on a decode instance.")
-    admission_control: bool = knob(False, "Drop requests still waiting, unscheduled, past the TTFT SLO.")
+    admission_control: bool = knob(False, ADMISSION_HELP)
 
     def __post_init__(self) -> None:
         SystemConfig.__post_init__(self)
@@ -182,11 +182,11 @@ class DistServeConfig(SystemConfig):
 def build(config: DistServeConfig, ctx: BuildContext) -> Built:
     """x prefill instances (``prefill0``...) then y decode instances (``decode0``...), and the router."""
     num_prefill, num_decode = config.prefill_decode
-    drop_after = ctx.cluster.ttft_slo if config.admission_control else None
+    admission = ctx.cluster.ttft_admission() if config.admission_control else None
 
     def prefill_policy(blocks: BlockManager) -> PrefillScheduler:
         scheduler = PrefillScheduler(blocks, config.prefill_max_batch, config.prefill_max_tokens)
-        scheduler.drop_after = drop_after
+        scheduler.admission = admission
         return scheduler
 
     def decode_policy(blocks: BlockManager) -> DecodeScheduler:

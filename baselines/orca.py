@@ -26,7 +26,7 @@ from ascendra.kv_cache import BlockManager
 from ascendra.models import get_model
 from ascendra.policy import BasePolicy, max_kv_tokens
 from ascendra.request import Request
-from ascendra.system import BuildContext, Built, System, SystemConfig, knob, round_robin
+from ascendra.system import ADMISSION_HELP, BuildContext, Built, System, SystemConfig, knob, round_robin
 
 RESERVATIONS = ("max-tokens", "max-model-len")
 
@@ -50,7 +50,7 @@ class OrcaScheduler(BasePolicy):
 
     def schedule(self, now: float) -> Batch:
         batch = Batch()
-        self._drop_late(now)
+        self._drop_hopeless(now)
         self._schedule_decodes(batch, now)  # within the reservation: never preempts
         waiting, blocks = self.waiting, self.blocks
         while waiting and len(self.running) < self.max_num_seqs:
@@ -69,7 +69,7 @@ class OrcaScheduler(BasePolicy):
 class OrcaConfig(SystemConfig):
     max_num_seqs: int = knob(128, "Max running sequences per instance.")
     reserve: str = knob("max-tokens", "KV reserved at admission: the request's length or the model's.", RESERVATIONS)
-    admission_control: bool = knob(False, "Drop requests still waiting, unscheduled, past the TTFT SLO.")
+    admission_control: bool = knob(False, ADMISSION_HELP)
 
     def __post_init__(self) -> None:
         SystemConfig.__post_init__(self)
@@ -82,7 +82,7 @@ def build(config: OrcaConfig, ctx: BuildContext) -> Built:
 
     def policy(blocks: BlockManager) -> OrcaScheduler:
         scheduler = OrcaScheduler(blocks, config.max_num_seqs, max_model_len)
-        scheduler.drop_after = ctx.cluster.ttft_slo if config.admission_control else None
+        scheduler.admission = ctx.cluster.ttft_admission() if config.admission_control else None
         return scheduler
 
     return round_robin(ctx, policy)

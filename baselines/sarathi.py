@@ -23,7 +23,7 @@ from ascendra.batch import Batch
 from ascendra.errors import UserError
 from ascendra.kv_cache import BlockManager
 from ascendra.policy import BasePolicy
-from ascendra.system import BuildContext, Built, System, SystemConfig, knob, round_robin
+from ascendra.system import ADMISSION_HELP, BuildContext, Built, System, SystemConfig, knob, round_robin
 
 
 class SarathiScheduler(BasePolicy):
@@ -37,7 +37,7 @@ class SarathiScheduler(BasePolicy):
 
     def schedule(self, now: float) -> Batch:
         batch = Batch()
-        self._drop_late(now)
+        self._drop_hopeless(now)
         self._schedule_decodes(batch, now)
         budget = self.chunk_size - batch.num_decodes
         if budget <= 0:
@@ -58,7 +58,7 @@ class SarathiScheduler(BasePolicy):
 class SarathiConfig(SystemConfig):
     max_num_seqs: int = knob(128, "Max running sequences per instance.")
     chunk_size: int = knob(512, "Sarathi-Serve's token budget per iteration (its chunk size).")
-    admission_control: bool = knob(False, "Drop requests still waiting, unscheduled, past the TTFT SLO.")
+    admission_control: bool = knob(False, ADMISSION_HELP)
 
     def __post_init__(self) -> None:
         SystemConfig.__post_init__(self)
@@ -70,7 +70,7 @@ def build(config: SarathiConfig, ctx: BuildContext) -> Built:
 
     def policy(blocks: BlockManager) -> SarathiScheduler:
         scheduler = SarathiScheduler(blocks, chunk_size=config.chunk_size, max_num_seqs=config.max_num_seqs)
-        scheduler.drop_after = ctx.cluster.ttft_slo if config.admission_control else None
+        scheduler.admission = ctx.cluster.ttft_admission() if config.admission_control else None
         return scheduler
 
     return round_robin(ctx, policy)

@@ -21,7 +21,7 @@ from ascendra.batch import Batch
 from ascendra.errors import UserError
 from ascendra.kv_cache import BlockManager
 from ascendra.policy import BasePolicy
-from ascendra.system import BuildContext, Built, System, SystemConfig, knob, round_robin
+from ascendra.system import ADMISSION_HELP, BuildContext, Built, System, SystemConfig, knob, round_robin
 
 
 class VllmScheduler(BasePolicy):
@@ -36,7 +36,7 @@ class VllmScheduler(BasePolicy):
 
     def schedule(self, now: float) -> Batch:
         batch = Batch()
-        self._drop_late(now)
+        self._drop_hopeless(now)
         if self.waiting:
             self._admit_waiting(batch, self.max_num_batched_tokens, now, chunked=False)
             if batch:
@@ -49,7 +49,7 @@ class VllmScheduler(BasePolicy):
 class VllmConfig(SystemConfig):
     max_num_seqs: int = knob(128, "Max running sequences per instance.")
     max_batched_tokens: int = knob(8192, "Token budget per iteration (whole prefills must fit it).")
-    admission_control: bool = knob(False, "Drop requests still waiting, unscheduled, past the TTFT SLO.")
+    admission_control: bool = knob(False, ADMISSION_HELP)
 
     def __post_init__(self) -> None:
         SystemConfig.__post_init__(self)
@@ -61,7 +61,7 @@ def build(config: VllmConfig, ctx: BuildContext) -> Built:
 
     def policy(blocks: BlockManager) -> VllmScheduler:
         scheduler = VllmScheduler(blocks, config.max_num_seqs, config.max_batched_tokens)
-        scheduler.drop_after = ctx.cluster.ttft_slo if config.admission_control else None
+        scheduler.admission = ctx.cluster.ttft_admission() if config.admission_control else None
         return scheduler
 
     return round_robin(ctx, policy)

@@ -35,6 +35,9 @@ class LinearPerf:
     def predict_batch(self, batch: Batch) -> float:
         return 0.01 + 0.001 * batch.num_tokens
 
+    def predict_stats(self, stats) -> float:
+        return 0.01 + 0.001 * stats.tokens
+
 
 PRED = Predictor(LinearPerf())  # type: ignore[arg-type]
 
@@ -171,3 +174,48 @@ def test_controller_routes_by_ticket_and_offloads_to_hp():
     moves = ctl.moves_after(low[1], Batch(), 0.6)
     assert moves == [Move(at_risk, high[0])] and at_risk.offload_time == 0.6
     assert ctl.moves_after(high[0], Batch(), 0.6) == []
+
+
+def _running(scheduler, prompts: list[int]) -> None:
+    """Prefill requests of ``prompts`` tokens on ``scheduler`` so that they are running, in decode."""
+    for i, prompt in enumerate(prompts):
+        scheduler.add(req(100 + i, 0.0, prompt, output=50), 0.0)
+    batch = scheduler.schedule(0.0)
+    assert len(batch) == len(prompts)
+    scheduler.on_batch_done(batch, 0.01)
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_hp_admits_past_its_sequence_cap_while_5_percent_of_kv_stays_free_unless_hard(hard: bool) -> None:
+    s = hp(blocks=100, max_num_seqs=2, hard_cap=hard)
+    _running(s, [16 * 40, 16 * 40])  # the cap is reached; 80 of 100 blocks in use
+    s.add(req(0, 0.0, 16 * 10), 0.0)  # 10 blocks: 10 of 100 stay free, at least 5% (the more urgent)
+    s.add(req(1, 0.0, 16 * 6), 0.0)  # 6 more blocks would leave 4 free, under 5%
+    batch = s.schedule(0.02)
+    if hard:
+        assert batch.kind == "decode" and batch.num_decodes == 2
+    else:
+        assert [item.request.id for item in batch.items] == [0]
+
+
+def test_lp_tbt_admission_skips_prefills_that_would_make_the_iteration_too_long() -> None:
+    # Predicted iteration: 10 ms + 1 ms per token. Two decodes run; the TBT budget is 100 ms.
+    s = lp(tbt_budget=0.1)
+    _running(s, [10, 10])
+    for i, prompt in enumerate([100, 50, 30]):  # urgency order: the longest prompt first (least slack)
+        s.add(req(i, 0.0, prompt), 0.01)
+    batch = s.schedule(0.02)
+    # 100 tokens: 10 + 102 ms > 100, skipped; 50: 62 ms, taken; 30: 92 ms, taken.
+    assert [(item.request.id, item.num_tokens) for item in batch.items if item.is_prefill] == [(1, 50), (2, 30)]
+    assert batch.num_decodes == 2
+    unlimited = lp()
+    _running(unlimited, [10, 10])
+    for i, prompt in enumerate([100, 50, 30]):
+        unlimited.add(req(i, 0.0, prompt), 0.01)
+    assert unlimited.schedule(0.02).num_prefill_tokens == 180
+
+
+def test_lp_tbt_admission_does_not_limit_an_iteration_without_decodes() -> None:
+    s = lp(tbt_budget=0.1)
+    s.add(req(0, 0.0, 500), 0.0)
+    assert s.schedule(0.0).num_prefill_tokens == 500

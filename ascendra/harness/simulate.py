@@ -13,6 +13,8 @@ from ascendra.harness.build import build_system, one_executor
 from ascendra.harness.config import POLICY_BACKENDS, RunConfig
 from ascendra.harness.workload import slo_of, workload_of
 from ascendra.metrics import run_tables
+from ascendra.metrics.moves import move_stats
+from ascendra.models import get_model
 from ascendra.sim.cluster import Cluster, RunResult
 from workloads import Workload
 
@@ -39,4 +41,5 @@ def simulate(config: RunConfig, data_dir: Path | None = None, workload: Workload
     built = build_system(config, one_executor(cost.batch_time))
     result = Cluster(built.instances, built.router, c.transfer_time()).run(workload.requests)
     records, summary = run_tables(result.requests, slo_of(config), workload.num_trimmed)
+    summary.update(move_stats(result.moves, get_model(c.model).kv_bytes_per_token(c.tensor_parallel)))
     return SimOutcome(config, workload, result, records, summary)

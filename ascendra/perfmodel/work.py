@@ -46,6 +46,18 @@ class BatchStats:
             return "prefill"
         return "decode" if self.num_prefill_tokens == 0 else "mixed"
 
+    def with_chunk(self, tokens: int, context: int = 0) -> BatchStats:
+        """These statistics plus a prefill chunk of ``tokens`` tokens after ``context`` cached ones (what a
+        scheduler asks the performance model about before adding the chunk to its batch)."""
+        return BatchStats(
+            self.tokens + tokens,
+            self.seqs + 1,
+            self.attn_pairs + tokens * context + tokens * (tokens + 1) // 2,
+            self.kv_tokens + context + tokens,
+            self.num_prefill_tokens + tokens,
+            self.num_decodes,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Work:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ascendra.harness.reproduce.spec import Point, Spec
 from ascendra.harness.store import PointStore
+from ascendra.metrics.moves import MOVE_KEYS
 
 #: Summary columns copied into every experiment's points table.
 SUMMARY_COLUMNS = (
@@ -25,6 +26,7 @@ SUMMARY_COLUMNS = (
     "offloaded",
     "offloaded_attainment",
     "preemptions",
+    *MOVE_KEYS,
 )
 
 

@@ -17,6 +17,7 @@ KINDS: dict[str, str] = {
     "trace": "trace",
     "perf-model": "perf_model",
     "engines": "engines",
+    "baselines": "baselines",
 }
 
 
