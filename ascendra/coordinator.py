@@ -7,7 +7,8 @@ decides where a request is lives here, once, so the three cannot drift apart. Th
 
 - ``on_give(instance, now)``: the instance was given a request, or a move freed KV on it (the simulator starts
   it if idle, the live runtimes wake its thread; an idle instance may now admit what waits there);
-- ``on_end(request, error)``: a request finished (``error`` None) or was dropped (the server ends its stream);
+- ``on_end(request, error)``: a request finished (``error`` None), was dropped or was cancelled (the server ends
+  its stream);
 - ``on_transit(due)``: a move is in transit until ``due``; the runtime calls ``deliver_due`` at that time (the
   simulator as an event, the live runtimes on a timer).
 
@@ -15,6 +16,10 @@ A move costs ``transfer_time(move, source)`` seconds (default: none). A free mov
 simulator always did; otherwise the request is in no instance until its delivery. A live runtime whose engines
 hold real KV pages also passes ``kv`` (a ``KVCarrier``): a move carrying KV is then really copied, and timed by
 that copy instead of ``transfer_time``.
+
+A served request whose client went away is ``cancel``led: taken out of its instance (its KV freed) at once, or,
+while a batch computes it or a move carries it, right after that batch or delivery (``cancel_pending``, which the
+wall-clock runtimes call after each; the simulator never cancels, so its paths carry no check).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ TransferTime = Callable[[Move, Instance], float]
 REJECTED = "dropped by admission control: its TTFT SLO could not be met"
 #: Why a request the router placed nowhere was dropped.
 UNROUTED = "dropped by admission control"
+#: Why a cancelled request ended (nobody reads it: its client is gone).
+CANCELLED = "cancelled: the client went away"
 
 
 def instant(move: Move, source: Instance) -> float:
@@ -88,8 +95,15 @@ class KVCarrier(Protocol):
     def take(self, move: Move, source: Instance) -> object:
         """The request's KV, copied off ``source``."""
 
+    def discard(self, request: Request, source: Instance) -> None:
+        """``request`` was released from ``source`` but will not move (it was cancelled): forget its KV there."""
+
     def put(self, move: Move, kv: object) -> float:
         """Write ``kv`` into the blocks the target holds for the request (if any); seconds take + put took."""
+
+
+#: The ways a request ends, as ``check_all_done`` names them.
+_ENDS = ("finished", "dropped", "cancelled")
 
 
 def _nothing(*args: object) -> None:
@@ -99,8 +113,8 @@ def _nothing(*args: object) -> None:
 class Coordinator:
     """The instances and router of a cluster, and the bookkeeping around them, for any runtime's clock.
 
-    ``outstanding`` counts requests that arrived and have not finished or been dropped (a request in transit is
-    outstanding); ``moves`` records every move in the order decided.
+    ``outstanding`` counts requests that arrived and have not finished, been dropped or been cancelled (a request
+    in transit is outstanding); ``moves`` records every move in the order decided.
     """
 
     def __init__(
@@ -124,6 +138,9 @@ class Coordinator:
         self.moves: list[MoveRecord] = []
         self._in_transit: list[tuple[float, int, MoveRecord, Move]] = []
         self._seq = 0
+        self._by_name = {node.name: node for node in instances}
+        #: Requests to cancel once the batch computing them or the move carrying them is over.
+        self._cancelling: dict[int, Request] = {}
 
     @property
     def num_in_transit(self) -> int:
@@ -180,13 +197,46 @@ class Coordinator:
             record.delivered = now
             self.give(move.target, move.request, now)
 
+    def cancel(self, request: Request, now: float) -> None:
+        """Abort ``request``, whose client has gone: out of its instance now, its KV freed, or right after the
+        batch computing it or the move carrying it (``cancel_pending``). One that has already ended stays as is."""
+        if not (request.finished or request.dropped or request.cancelled) and not self._cancel_now(request, now):
+            self._cancelling[request.id] = request
+
+    def cancel_pending(self, now: float) -> None:
+        """Carry out the cancellations that waited for a batch or a move to end (a runtime calls it after each)."""
+        if not self._cancelling:
+            return
+        for request in list(self._cancelling.values()):
+            if request.finished or request.dropped or self._cancel_now(request, now):
+                del self._cancelling[request.id]
+
     @staticmethod
     def check_all_done(requests: Iterable[Request]) -> None:
-        """The run's invariant: every arrived request finished or was dropped, exactly one of the two."""
+        """The run's invariant: every arrived request ended exactly one way: finished, dropped or cancelled."""
         for request in requests:
-            if request.finished == request.dropped:
-                state = "both finished and dropped" if request.finished else "neither finished nor dropped"
+            if request.finished + request.dropped + request.cancelled != 1:
+                flags = (request.finished, request.dropped, request.cancelled)
+                ends = [end for end, on in zip(_ENDS, flags, strict=True) if on]
+                state = f"both {' and '.join(ends)}" if ends else "neither finished, dropped nor cancelled"
                 raise AssertionError(f"request {request.id} is {state} at the end of the run")
+
+    def _cancel_now(self, request: Request, now: float) -> bool:
+        """Take ``request`` out of the instance holding it and end it as cancelled; False, changing nothing, while
+        a move carries it or a batch computes it (the batch writes its KV: its blocks must stay allocated)."""
+        if any(move.request is request for *_, move in self._in_transit):
+            return False
+        instance = self._by_name[request.instances[-1]]
+        if instance.batch is not None and any(item.request is request for item in instance.batch.items):
+            return False
+        instance.scheduler.release(request)
+        if self.kv is not None:
+            self.kv.discard(request, instance)
+        request.cancelled = True
+        self.outstanding -= 1
+        self.on_end(request, CANCELLED)
+        self.on_give(instance, now)  # its KV is free: what waits there may start
+        return True
 
     @staticmethod
     def _check(move: Move) -> None:

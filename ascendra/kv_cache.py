@@ -30,9 +30,12 @@ class BlockManager:
 
     A request's block table lists the block ids holding its KV, in token order; slot ``i`` of the request lives
     in block ``table[i // block_size]`` at offset ``i % block_size``. Tables only grow until ``free``.
+
+    ``moved``: None (the simulator), or, where a live runtime copies moved KV between engines, the tables of
+    requests released to move with their KV (``free_moving``) that the runtime has not taken yet.
     """
 
-    __slots__ = ("num_blocks", "block_size", "_free", "_tables")
+    __slots__ = ("num_blocks", "block_size", "_free", "_tables", "moved")
 
     def __init__(self, num_blocks: int, block_size: int = DEFAULT_BLOCK_SIZE) -> None:
         if num_blocks <= 0 or block_size <= 0:
@@ -42,6 +45,7 @@ class BlockManager:
         # A stack: pop() hands out low ids first on a fresh pool, and freed blocks are reused first (warm).
         self._free: list[int] = list(range(num_blocks - 1, -1, -1))
         self._tables: dict[int, list[int]] = {}
+        self.moved: dict[int, list[int]] | None = None
 
     @property
     def num_free(self) -> int:
@@ -120,6 +124,22 @@ class BlockManager:
         # Reversed so the request's first block is handed out first again (keeps fresh-pool ordering).
         self._free.extend(reversed(table))
         return len(table)
+
+    def free_moving(self, request: Request) -> int:
+        """``free`` the blocks of a request leaving with its KV for another instance. With ``moved`` on, its
+        table is kept there: the router frees the blocks before the runtime sees the move, and the freed pages
+        still hold the KV until an engine writes them again, so the runtime copies them from this table."""
+        table = self._tables.get(request.id)
+        count = self.free(request)
+        if self.moved is not None and table is not None and request.num_computed:
+            self.moved[request.id] = table
+        return count
+
+    def take_moved(self, request_id: int) -> list[int]:
+        """The block table ``free_moving`` kept for ``request_id``, no longer kept."""
+        if self.moved is None or request_id not in self.moved:
+            raise KVCacheError(f"no block table was kept for request {request_id} when it was released")
+        return self.moved.pop(request_id)
 
 
 def kv_bytes_per_block(model: ModelSpec, tp: int = 1, block_size: int = DEFAULT_BLOCK_SIZE) -> int:

@@ -79,7 +79,7 @@ class BasePolicy(ABC):
         A request in the batch just scheduled must not be released: that batch computes it here."""
         if request in self.running:
             self.running.remove(request)
-            self.blocks.free(request)
+            self.blocks.free_moving(request)
             return request.num_computed
         if request not in self.waiting:
             raise ValueError(f"request {request.id} is neither waiting nor running here")

@@ -1,7 +1,7 @@
 """Per-request records: the single source of truth every metric is computed from.
 
-A records table has one row per *arrived* request (finished, dropped or unfinished), with the columns in
-``RECORD_COLUMNS``. ``token_times`` holds the absolute time of every output token (the first is the first
+A records table has one row per *arrived* request (finished, dropped, cancelled or unfinished), with the
+columns in ``RECORD_COLUMNS``. ``token_times`` holds the absolute time of every output token (the first is the first
 token). Tables are written as Parquet so the token time lists round-trip exactly.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ascendra.errors import UserError
+from ascendra.files import write_atomic
 from ascendra.request import Request
 
 RECORD_COLUMNS = (
@@ -24,6 +25,7 @@ RECORD_COLUMNS = (
     "token_times",
     "finish_time",
     "dropped",
+    "cancelled",
     "offloaded",
     "offload_time",
     "instances",
@@ -42,6 +44,7 @@ def record_of(request: Request) -> dict[str, object]:
         "token_times": list(request.token_times),
         "finish_time": request.finish_time,
         "dropped": request.dropped,
+        "cancelled": request.cancelled,
         "offloaded": request.offload_time is not None,
         "offload_time": request.offload_time,
         "instances": ",".join(request.instances),
@@ -57,7 +60,8 @@ def records_frame(requests: Iterable[Request]) -> pd.DataFrame:
 
 
 def write_records(frame: pd.DataFrame, path: Path) -> None:
-    frame.to_parquet(path, index=False)
+    """Write a records table as Parquet, atomically (a failed write is a one-line ``UserError``)."""
+    write_atomic(path, lambda p: frame.to_parquet(p, index=False))
 
 
 def read_records(path: Path) -> pd.DataFrame:
@@ -66,6 +70,8 @@ def read_records(path: Path) -> pd.DataFrame:
         frame = pd.read_parquet(path)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read records {path}: {exc}") from None
+    if "cancelled" not in frame.columns:  # tables written before requests could be cancelled
+        frame.insert(list(RECORD_COLUMNS).index("cancelled"), "cancelled", False)
     missing = [c for c in RECORD_COLUMNS if c not in frame.columns]
     if missing:
         raise UserError(f"records {path} lack columns: {', '.join(missing)}")

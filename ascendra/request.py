@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ascendra.sampling import Sampling
+
 
 @dataclass(frozen=True, slots=True)
 class RequestSpec:
@@ -27,6 +29,10 @@ class Request:
     preemption); the iteration that completes the prefill emits a token. In decode, each iteration feeds the
     last generated token (one new KV entry) and emits the next one. The request is done once it has generated
     ``output_len`` tokens.
+
+    ``cancelled``: its client went away and it was taken out of its instance before finishing (served requests
+    only); a request ends exactly one way: finished, ``dropped`` or ``cancelled``. ``sampling``: its own sampling
+    (served requests), None for the engine's default.
     """
 
     spec: RequestSpec
@@ -37,9 +43,11 @@ class Request:
     first_scheduled: float | None = None
     finish_time: float | None = None
     dropped: bool = False
+    cancelled: bool = False
     preemptions: int = 0
     offload_time: float | None = None
     instances: list[str] = field(default_factory=list)
+    sampling: Sampling | None = None
 
     def __post_init__(self) -> None:
         if self.prefill_target == 0:

@@ -23,6 +23,13 @@ def free_port() -> int:
 @contextmanager
 def ascbench_serve(*args: str, startup_s: float = 90.0) -> Iterator[str]:
     """Run ``ascbench serve ARGS --port P``; yield its base URL once ``/health`` answers, then stop it."""
+    with serve_process(*args, startup_s=startup_s) as (_, url):
+        yield url
+
+
+@contextmanager
+def serve_process(*args: str, startup_s: float = 90.0) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``ascbench_serve``, yielding the process too (to signal it)."""
     port = free_port()
     command = [sys.executable, "-m", "ascendra.harness.cli.main", "serve", *args, "--port", str(port)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
@@ -38,7 +45,8 @@ def ascbench_serve(*args: str, startup_s: float = 90.0) -> Iterator[str]:
                 pass
             assert time.monotonic() < deadline, "the server did not come up"
             time.sleep(0.2)
-        yield url
+        yield server, url
     finally:
-        server.terminate()
+        if server.poll() is None:
+            server.terminate()
         server.wait(timeout=30)

@@ -65,4 +65,4 @@ def test_bench_engine_without_torch_says_what_to_install(monkeypatch: pytest.Mon
         monkeypatch.delitem(sys.modules, name)
     result = runner.invoke(app, [*TINY, *FAST])
     assert result.exit_code == 2, result.output
-    assert "pip install '.[engine]'" in result.stderr
+    assert "needs torch (the engine extra): pip install -c constraints.txt -e '.[engine]'" in result.stderr

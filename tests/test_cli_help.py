@@ -40,3 +40,17 @@ def test_every_help_note_in_brackets_is_shown() -> None:
                 assert _flat(note.replace("\\[", "[")) in shown, (path, param.name, note)
                 checked += 1
     assert checked > 10
+
+
+def test_every_option_says_what_it_takes() -> None:
+    """One line of help per option; flags show no ``<bool>`` type; lists name every choice."""
+    for path, command in _commands(typer.main.get_command(app)):
+        for param in command.params:
+            assert (getattr(param, "help", None) or "").strip(), (path, param.name)
+    sweep = _flat(CliRunner().invoke(app, ["sweep", "--help"], env={"COLUMNS": "200"}).output)
+    assert "<bool>" not in sweep and "Run the system at each rate on the chosen backend" in sweep
+    assert "Request rates (QPS): a list 18,20,22" in sweep and "Output folder: summary.csv" in sweep
+    assert "poisson, poisson-truncated, gamma, fixed, trace" in sweep
+    capacity = _flat(CliRunner().invoke(app, ["capacity", "--help"], env={"COLUMNS": "200"}).output)
+    assert "one of: paper, strict, strict-p99, distserve, sarathi" in capacity
+    assert "Attainment target, a share in (0, 1]" in capacity and "Bisection tolerance" in capacity

@@ -9,13 +9,13 @@ import time
 import pytest
 
 from ascendra.batch import Batch
-from ascendra.coordinator import Coordinator
+from ascendra.coordinator import CANCELLED, Coordinator
 from ascendra.instance import Instance
 from ascendra.kv_cache import BlockManager
 from ascendra.live.cluster import LiveCluster
 from ascendra.request import Request, RequestSpec
 from ascendra.router import Move, PreCopy, RoundRobinRouter
-from ascendra.serve.cluster import End, Limits, ServingCluster
+from ascendra.serve.cluster import End, Limits, ServingCluster, Token
 from ascendra.sim.cluster import Cluster
 from baselines.sarathi import SarathiScheduler
 from baselines.vllm import VllmScheduler
@@ -74,11 +74,52 @@ def two_vllm(num_blocks: int = 64, max_num_seqs: int = 128, executor=linear_cost
 def test_the_end_of_run_check_names_a_request_neither_finished_nor_dropped() -> None:
     done, lost = Request(RequestSpec(1, 0.0, 8, 1)), Request(RequestSpec(7, 0.0, 8, 1))
     done.finish_time = 1.0
-    with pytest.raises(AssertionError, match="request 7 is neither finished nor dropped"):
+    with pytest.raises(AssertionError, match="request 7 is neither finished, dropped nor cancelled"):
         Coordinator.check_all_done([done, lost])
     done.dropped = True
     with pytest.raises(AssertionError, match="request 1 is both finished and dropped"):
         Coordinator.check_all_done([done])
+
+
+def test_a_cancelled_request_leaves_at_once_or_right_after_the_batch_computing_it() -> None:
+    nodes = two_vllm()
+    gpu0, _ = nodes
+    ended: list[tuple[int, str | None]] = []
+    coordinator = Coordinator(nodes, RoundRobinRouter(nodes), on_end=lambda r, error: ended.append((r.id, error)))
+    computed, waiting = Request(RequestSpec(0, 0.0, 16, 8)), Request(RequestSpec(1, 0.0, 16, 8))
+    coordinator.arrive(computed, 0.0)  # gpu0
+    coordinator.arrive(waiting, 0.0)  # gpu1, not scheduled yet
+    gpu0.batch = gpu0.scheduler.schedule(0.0)
+    coordinator.cancel(computed, 0.1)
+    coordinator.cancel(waiting, 0.1)
+    assert ended == [(1, CANCELLED)] and waiting.cancelled and where(waiting, nodes) == []
+    coordinator.cancel_pending(0.2)  # the batch still computes it: its blocks stay
+    assert not computed.cancelled and where(computed, nodes) == ["gpu0:running", "gpu0:kv"]
+    gpu0.scheduler.on_batch_done(gpu0.batch, 0.3)
+    gpu0.batch = None
+    coordinator.cancel_pending(0.3)
+    assert computed.cancelled and where(computed, nodes) == [] and gpu0.scheduler.blocks.num_used == 0
+    assert ended[-1] == (0, CANCELLED) and coordinator.outstanding == 0
+    Coordinator.check_all_done([computed, waiting])
+    coordinator.cancel(computed, 0.4)  # it has ended: nothing happens
+    assert len(ended) == 2
+
+
+def test_a_request_cancelled_in_transit_leaves_once_delivered() -> None:
+    nodes = two_vllm(max_num_seqs=1)
+    coordinator = Coordinator(nodes, HandOff(nodes, with_kv=False), transfer_time=lambda move, source: 0.5)
+    first, moved = Request(RequestSpec(0, 0.0, 16, 8)), Request(RequestSpec(1, 0.0, 16, 8))
+    coordinator.arrive(first, 0.0)
+    coordinator.arrive(moved, 0.0)
+    gpu0, gpu1 = nodes
+    batch = gpu0.scheduler.schedule(0.0)  # runs `first`; `moved` waits, so the router sends it to gpu1
+    coordinator.after_schedule(gpu0, batch, 0.0)
+    assert coordinator.num_in_transit == 1
+    coordinator.cancel(moved, 0.1)
+    assert not moved.cancelled
+    coordinator.deliver_due(0.5)
+    coordinator.cancel_pending(0.5)
+    assert moved.cancelled and where(moved, nodes) == [] and coordinator.outstanding == 1
 
 
 def test_a_free_move_is_delivered_when_it_is_decided() -> None:
@@ -217,7 +258,7 @@ def test_served_streams_end_when_their_request_finishes_or_is_dropped() -> None:
         nodes, DropOdd(nodes), Limits(vocab_size=100, max_model_len=64, num_blocks=64, block_size=16)
     )
 
-    async def serve() -> list[list[int | End]]:
+    async def serve() -> list[list[Token | End]]:
         streams = [cluster.submit([1, 2, 3], 3, asyncio.get_running_loop()) for _ in range(2)]
         out = []
         for stream in streams:
@@ -232,7 +273,7 @@ def test_served_streams_end_when_their_request_finishes_or_is_dropped() -> None:
         finished, dropped = asyncio.run(serve())
     finally:
         cluster.stop()
-    assert finished == [0, 0, 0, End(None)]
+    assert finished == [Token(0), Token(0), Token(0), End(None, "length", 3)]
     assert dropped == [End("dropped by admission control")]
     assert cluster.coordinator.outstanding == 0
 

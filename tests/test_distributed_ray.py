@@ -7,7 +7,7 @@ import sys
 import pytest
 
 pytest.importorskip("torch")
-ray = pytest.importorskip("ray", reason="Ray is not installed (the dist extra)")
+pytest.importorskip("ray", reason="Ray is not installed (the dist extra)")
 
 from ascendra.errors import UserError  # noqa: E402
 from ascendra.harness.config import RunConfig  # noqa: E402
@@ -15,14 +15,6 @@ from ascendra.harness.live_run import run_live  # noqa: E402
 from ascendra.live.engines import LiveOptions  # noqa: E402
 from ascendra.live.ray_executor import RayEngineExecutor, RayEngines  # noqa: E402
 from workloads import make_workload  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local, dashboard-less Ray for the module (starting it is most of the test's time)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
 
 
 def config(system: str, workload: str, num_requests: int) -> RunConfig:
@@ -55,7 +47,7 @@ def outputs(system: str, workload: str, options: LiveOptions) -> tuple[dict[int,
         ("vllm", "fixed:prompt=40,output=40", 6),  # a small KV pool: preempted requests recompute
     ],
 )
-def test_ray_outputs_match_in_process(local_ray, system: str, workload: str, blocks: int) -> None:
+def test_ray_outputs_match_in_process(ray_session, system: str, workload: str, blocks: int) -> None:
     """Greedy decoding of the same workload (synthetic prompts) is identical with and without Ray."""
     local, _ = outputs(system, workload, LiveOptions(num_blocks=blocks))
     remote, preemptions = outputs(system, workload, LiveOptions(num_blocks=blocks, distributed="ray"))
@@ -64,7 +56,7 @@ def test_ray_outputs_match_in_process(local_ray, system: str, workload: str, blo
         assert preemptions > 0, "the small pool was meant to force preemptions"
 
 
-def test_ray_executor_records_both_timings(local_ray) -> None:
+def test_ray_executor_records_both_timings(ray_session) -> None:
     cfg = config("vllm", "fixed:prompt=16,output=4", 4)
     wl = make_workload(cfg.workload.name, model="tiny", num_requests=4, rate=cfg.rate, seed=cfg.workload.seed)
     outcome = run_live(cfg, wl, LiveOptions(num_blocks=32, distributed="ray"))
@@ -86,7 +78,7 @@ def test_unknown_distributed_mode_is_a_user_error() -> None:
         LiveOptions(distributed="mpi")
 
 
-def test_bad_device_is_a_user_error(local_ray) -> None:
+def test_bad_device_is_a_user_error(ray_session) -> None:
     cfg = config("vllm", "fixed:prompt=16,output=4", 2)
     with pytest.raises(UserError, match="unsupported device"):
         run_live(cfg, None, LiveOptions(num_blocks=32, distributed="ray", device="tpu"))

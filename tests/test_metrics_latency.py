@@ -31,6 +31,7 @@ def rec(
         "token_times": tokens,
         "finish_time": finish,
         "dropped": dropped,
+        "cancelled": False,
         "offloaded": offload is not None,
         "offload_time": offload,
         "instances": "lp0",

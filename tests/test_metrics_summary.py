@@ -108,6 +108,16 @@ def test_parquet_round_trip(tmp_path: Path) -> None:
         assert (math.isnan(value) and math.isnan(again[key])) or again[key] == value, key
 
 
+def test_cancelled_requests_are_counted_apart_and_old_tables_read_without_the_column(tmp_path: Path) -> None:
+    cancelled = request(5, 5.0, 8, [5.1, 5.2], 5.0, finish=False, cancelled=True)
+    out = summarize(records_frame([cancelled]), SLO_)
+    assert (out["arrived"], out["finished"], out["dropped"], out["cancelled"], out["unfinished"]) == (1, 0, 0, 1, 0)
+    path = tmp_path / "old.parquet"
+    write_records(run_records().drop(columns="cancelled"), path)  # written before requests could be cancelled
+    assert not read_records(path)["cancelled"].any()
+    assert summarize(read_records(path), SLO_)["cancelled"] == 0
+
+
 def test_empty_run() -> None:
     out = summarize(records_frame([]), SLO_)
     assert out["arrived"] == 0 and math.isnan(out["attainment"]) and math.isnan(out["ttft_p99"])

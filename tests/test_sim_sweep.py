@@ -106,6 +106,15 @@ def test_cli_sweep_json_and_outputs(tmp_path):
     assert [row["rate"] for row in data["rows"]] == [10.0, 30.0]
     assert {"attainment", "attainment_strict", "ttft_p99", "tbt_p99"} <= set(data["rows"][0])
     assert (out / "summary.csv").exists() and len(list((out / "points").glob("*.parquet"))) == 2
+    summary = pd.read_csv(out / "summary.csv")  # each row names its point's records file
+    assert all((out / name).is_file() for name in summary["records"]) and summary["records"].nunique() == 2
+    assert [row["records"] for row in data["rows"]] == summary["records"].tolist()
+
+
+def test_a_simulated_run_reports_its_progress():
+    seen = []
+    simulate(SMALL.replace(num_requests=2100), on_progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(1024, 2100), (2048, 2100), (2100, 2100)]
 
 
 def test_cli_capacity_interpolates_and_searches():

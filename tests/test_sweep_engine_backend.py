@@ -37,8 +37,7 @@ def test_backend_fields_are_hashed_only_when_set():
     assert live.key() != RunConfig.of(model="tiny").key()
 
 
-def test_live_sweep_with_ray_actors(tmp_path):
-    pytest.importorskip("ray", reason="Ray is not installed (the dist extra)")
+def test_live_sweep_with_ray_actors(tmp_path, ray_session):
     args = ["sweep", "--system", "vllm", "--instances", "2", *ARGS, "--rates", "20", "--distributed", "ray"]
     result = CliRunner().invoke(app, [*args, "--json", "--out", str(tmp_path / "ray")])
     assert result.exit_code == 0, result.output

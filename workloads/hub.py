@@ -8,16 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from ascendra.errors import UserError
+from ascendra.extras import needs
 
 SHAREGPT_HUB = ("anon8231489123/ShareGPT_Vicuna_unfiltered", "ShareGPT_V3_unfiltered_cleaned_split.json")
 ARXIV_HUB = "ccdv/arxiv-summarization"
 
 
 def _datasets() -> Any:
-    try:
+    with needs("hub", what="hub workloads"):
         import datasets
-    except ImportError:
-        raise UserError("hub workloads need the datasets package: pip install 'ascendra[hub]'") from None
     return datasets
 
 

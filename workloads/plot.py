@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ascendra.files import write_atomic
+
 
 def plot_lengths(prompt: np.ndarray, output: np.ndarray, title: str, path: Path) -> None:
     """Two side-by-side histograms (prompt tokens, output tokens) with their medians marked, saved as an image."""
@@ -28,5 +30,5 @@ def plot_lengths(prompt: np.ndarray, output: np.ndarray, title: str, path: Path)
         ax.set_ylabel("requests")
         ax.legend()
     fig.suptitle(title)
-    fig.savefig(path, dpi=120)
+    write_atomic(path, lambda p: fig.savefig(p, dpi=120, format=path.suffix.lstrip(".") or "png"))
     plt.close(fig)

@@ -47,6 +47,7 @@ from ascendra.costmodel.profiles import (
 from ascendra.costmodel.shapes import LAYER_OPS, distance_to, lm_head_work, op_work, ratios_to
 from ascendra.costmodel.tables import ABS_TOL_MS, REL_TOL, compact_table
 from ascendra.errors import UserError
+from ascendra.files import write_text
 from ascendra.gpus import GPUS, GpuSpec
 from ascendra.models import MODELS, ModelSpec
 
@@ -168,6 +169,5 @@ def write_json(doc: dict[str, Any], path: Path) -> int:
     """Write compactly (one table per line keeps diffs readable); returns the size in bytes."""
     text = json.dumps(doc, indent=1, separators=(",", ": "))
     text = _NUMBER_LIST.sub(lambda m: "[" + re.sub(r"\s+", "", m.group(1)).replace(",", ", ") + "]", text) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    write_text(path, text)
     return len(text.encode())

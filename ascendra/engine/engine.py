@@ -80,7 +80,7 @@ class Engine:
         ]
         rows = torch.tensor([row for _, row in emitting], dtype=torch.long, device=self.device)
         logits = self.model.forward(prep.input_ids, prep.positions, prep.meta, self.kv_cache, rows)
-        tokens = self.sampler.sample(logits)
+        tokens = self.sampler.sample(logits, [item.request for item, _ in emitting])
         out: dict[int, int | None] = {item.request.id: None for item in batch.items}
         for (item, _), token in zip(emitting, tokens, strict=True):
             out[item.request.id] = token

@@ -64,6 +64,28 @@ class PagedKVCache:
         self.k[layer].view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, slot_mapping, k)
         self.v[layer].view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, slot_mapping, v)
 
+    def read_blocks(self, block_ids: list[int]) -> torch.Tensor:
+        """A copy of whole blocks, every layer's K and V: [layers, 2, len(block_ids), block_size, kv_heads,
+        head_dim], what a KV move between engines carries (positions past the request's are garbage, as in the
+        pool, and are masked or overwritten there too)."""
+        index = torch.tensor(block_ids, dtype=torch.long, device=self.k[0].device)
+        out = self.k[0].new_empty((len(self.k), 2, len(block_ids), *self.k[0].shape[1:]))
+        for layer, (k, v) in enumerate(zip(self.k, self.v, strict=True)):
+            torch.index_select(k, 0, index, out=out[layer, 0])
+            torch.index_select(v, 0, index, out=out[layer, 1])
+        return out
+
+    def write_blocks(self, block_ids: list[int], pages: torch.Tensor) -> None:
+        """Store ``pages`` (from ``read_blocks`` of another pool of the same shapes) into blocks ``block_ids``."""
+        expected = (len(self.k), 2, len(block_ids), *self.k[0].shape[1:])
+        if tuple(pages.shape) != expected:
+            raise ValueError(f"KV pages of shape {tuple(pages.shape)} do not fit {expected}")
+        index = torch.tensor(block_ids, dtype=torch.long, device=self.k[0].device)
+        pages = pages.to(self.k[0].device, self.k[0].dtype)
+        for layer, (k, v) in enumerate(zip(self.k, self.v, strict=True)):
+            k.index_copy_(0, index, pages[layer, 0])
+            v.index_copy_(0, index, pages[layer, 1])
+
     def gather(self, layer: int, block_ids: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``length`` positions of one sequence as contiguous [length, kv_heads, head_dim] K and V."""
         k = self.k[layer][block_ids].flatten(0, 1)[:length]

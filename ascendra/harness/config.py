@@ -27,6 +27,7 @@ from ascendra.kv_cache import DEFAULT_BLOCK_SIZE
 from ascendra.link import LINKS, get_link, kv_move_time
 from ascendra.models import get_model
 from ascendra.system import ClusterSpec, SystemConfig, check_choices, check_positive, knob
+from workloads.arrivals import ARRIVALS
 
 #: Version of the stored form; stored configs of another version are refused, not misread.
 SCHEMA = 2
@@ -44,7 +45,7 @@ class WorkloadConfig:
     name: str = knob("sharegpt", "Workload name or trace path (see `workloads list`).")
     num_requests: int = knob(2000, "Requests per run.")
     rate: float = knob(20.0, "Request rate, QPS.")
-    arrival: str = knob("poisson", "Arrival process: poisson, poisson-truncated, gamma, fixed.")
+    arrival: str = knob("poisson", f"Arrival process: {', '.join(ARRIVALS)} (a timestamped trace's own times).")
     cv: float = knob(1.0, "Burstiness (coefficient of variation) of gamma arrivals.")
     seed: int = knob(1, "Seed of the workload sampling and arrivals.")
 

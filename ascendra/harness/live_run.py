@@ -13,13 +13,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ascendra.coordinator import TransferTime
 from ascendra.engine import Engine, EngineConfig
 from ascendra.errors import UserError
 from ascendra.harness.build import ExecutorFactory, build_system
 from ascendra.harness.config import RunConfig
 from ascendra.harness.workload import slo_of, workload_of
-from ascendra.instance import Executor, Instance
+from ascendra.instance import Executor
 from ascendra.kv_cache import BlockManager
 from ascendra.live.cluster import LiveCluster, LiveRunResult
 from ascendra.live.engines import (
@@ -34,7 +33,6 @@ from ascendra.live.engines import (
 )
 from ascendra.live.executor import EngineExecutor
 from ascendra.metrics import run_tables
-from ascendra.router import Move
 from workloads import Workload
 
 
@@ -80,7 +78,9 @@ def run_live(
 
     All instances live in this process, one thread each, sharing the device (and on CPU its cores): a functional
     and small-scale timing run, not a multi-GPU measurement; with ``options.distributed == "ray"`` each
-    instance's engine runs in its own Ray actor instead (a GPU each on CUDA)."""
+    instance's engine runs in its own Ray actor instead (a GPU each on CUDA). A move carrying KV copies the pages
+    between the engines and is timed by that copy (``ascendra.live.kv_moves``); the cluster's link model
+    (``transfer_time``) charges only moves without KV, which it makes free."""
     options = options if options is not None else LiveOptions()
     workload = workload if workload is not None else workload_of(config, data_dir)
     synthetic = any(spec.prompt_ids is None for spec in workload.requests)
@@ -95,7 +95,7 @@ def run_live(
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        result = LiveCluster(built.instances, built.router, _engine_transfer(config)).run(workload.requests)
+        result = LiveCluster(built.instances, built.router, config.cluster.transfer_time()).run(workload.requests)
     finally:
         torch.set_num_threads(saved)
     return _outcome(config, options, workload, result)
@@ -124,26 +124,10 @@ def _run_ray(config: RunConfig, workload: Workload, options: LiveOptions, synthe
         built = build_system(config, executor, num_blocks=num_blocks)
         for node in built.instances:
             node.batch_log = []
-        result = LiveCluster(built.instances, built.router, _engine_transfer(config)).run(workload.requests)
+        result = LiveCluster(built.instances, built.router, config.cluster.transfer_time()).run(workload.requests)
     finally:
         engines.close()
     return _outcome(config, options, workload, result)
-
-
-def _engine_transfer(config: RunConfig) -> TransferTime:
-    """The cluster's transfer time for moves without KV; a move carrying KV is refused, since the engines do not
-    copy KV pages between them yet (the target would decode over a cache it does not hold)."""
-    move_time = config.cluster.transfer_time()
-
-    def transfer(move: Move, source: Instance) -> float:
-        if move.kv_tokens:
-            raise UserError(
-                f"system {config.system} moves KV between instances, which live engines cannot do yet; "
-                "run it with --backend sim"
-            )
-        return move_time(move, source)
-
-    return transfer
 
 
 def _outcome(config: RunConfig, options: LiveOptions, workload: Workload, result: LiveRunResult) -> LiveOutcome:

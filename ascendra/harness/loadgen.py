@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ascendra.errors import UserError
+from ascendra.extras import needs
 from ascendra.request import Request, RequestSpec
 from workloads.spec import Workload
 
@@ -209,10 +210,8 @@ def run_openai(
 
     ``model`` is sent as the request's model (None: the server's default); ``max_concurrency`` caps requests in
     flight (None: no cap, pure open loop); ``timeout`` bounds each request, seconds."""
-    try:
+    with needs("serve", what="the load generator (loadgen, --backend openai)"):
         import aiohttp  # noqa: F401
-    except ImportError:
-        raise UserError("the load generator needs aiohttp: pip install -c constraints.txt -e '.[serve]'") from None
     if not endpoint.startswith(("http://", "https://")):
         raise UserError(f"--endpoint must be an http(s) URL, got {endpoint!r}")
     if max_concurrency is not None and max_concurrency < 1:

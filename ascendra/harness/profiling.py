@@ -24,6 +24,7 @@ import pandas as pd
 from ascendra.batch import Batch
 from ascendra.costmodel import CostModel
 from ascendra.errors import UserError
+from ascendra.extras import needs
 from ascendra.harness.build import build_system, one_executor
 from ascendra.harness.config import RunConfig
 from ascendra.harness.workload import workload_of
@@ -56,8 +57,9 @@ def _sim_log(config: RunConfig, data_dir: Path | None) -> BatchLog:
 
 def _engine_log(config: RunConfig, data_dir: Path | None) -> BatchLog:
     """Batches of a live run on the real engine (device and KV pool from the config): measured seconds."""
-    from ascendra.harness.live_run import run_live
-    from ascendra.live.engines import LiveOptions
+    with needs("engine", what="profile --backend engine"):
+        from ascendra.harness.live_run import run_live
+        from ascendra.live.engines import LiveOptions
 
     options = LiveOptions(device=config.backend.device, num_blocks=config.backend.kv_blocks)
     outcome = run_live(config, options=options, data_dir=data_dir)

@@ -12,13 +12,18 @@ from pathlib import Path
 import pandas as pd
 
 from ascendra.errors import UserError
+from ascendra.extras import needs
 from ascendra.harness.config import RunConfig
 from ascendra.harness.workload import slo_of, workload_of
 from ascendra.metrics import run_tables
+from ascendra.sim.cluster import OnProgress
 
 
-def run_point(config: RunConfig, data_dir: Path | None = None) -> tuple[pd.DataFrame, dict[str, object]]:
-    """Run ``config`` once; returns its per-request records and its summary row."""
+def run_point(
+    config: RunConfig, data_dir: Path | None = None, on_progress: OnProgress | None = None
+) -> tuple[pd.DataFrame, dict[str, object]]:
+    """Run ``config`` once; returns its per-request records and its summary row. ``on_progress(arrived, total)``
+    follows a simulated run (the live backends run on the wall clock and do not report it)."""
     backend = config.backend
     extra: dict[str, object] = {}
     if backend.name == "openai":
@@ -36,8 +41,12 @@ def run_point(config: RunConfig, data_dir: Path | None = None) -> tuple[pd.DataF
         outcome = run_vllm_engine(workload_of(config, data_dir), options, slo_of(config))
         records, summary = outcome.records, outcome.summary
     elif backend.name == "engine":
-        from ascendra.harness.live_run import run_live
-        from ascendra.live.engines import LiveOptions
+        with needs("engine", what="--backend engine"):
+            from ascendra.harness.live_run import run_live
+            from ascendra.live.engines import LiveOptions
+        if backend.distributed == "ray":
+            with needs("dist", what="--distributed ray"):
+                import ray  # noqa: F401
 
         options = LiveOptions(device=backend.device, num_blocks=backend.kv_blocks, distributed=backend.distributed)
         outcome = run_live(config, workload_of(config, data_dir), options, data_dir)
@@ -45,7 +54,7 @@ def run_point(config: RunConfig, data_dir: Path | None = None) -> tuple[pd.DataF
     else:
         from ascendra.harness.simulate import simulate
 
-        outcome = simulate(config, data_dir)
+        outcome = simulate(config, data_dir, on_progress=on_progress)
         records, summary = outcome.records, outcome.summary
     return records, {"system": config.label, "rate": config.rate, **summary, **extra}
 

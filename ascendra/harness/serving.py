@@ -15,27 +15,38 @@ from ascendra.harness.build import build_system
 from ascendra.harness.config import RunConfig
 from ascendra.harness.live_run import engine_executors
 from ascendra.live.engines import LiveOptions
-from ascendra.serve.cluster import Limits, ServingCluster
+from ascendra.serve.cluster import DEFAULT_MAX_QUEUE, Limits, ServingCluster
 from ascendra.serve.server import running_server
 
 
-def build_cluster(config: RunConfig, options: LiveOptions) -> ServingCluster:
-    """``config``'s system with one real engine per instance, not started yet. Sets torch's intra-op threads to
-    the cores split between the instances (process-wide, as a server owns its process)."""
+def build_cluster(config: RunConfig, options: LiveOptions, max_queue: int = DEFAULT_MAX_QUEUE) -> ServingCluster:
+    """``config``'s system with one real engine per instance, not started yet, letting ``max_queue`` requests wait
+    for their first token. Sets torch's intra-op threads to the cores split between the instances (process-wide,
+    as a server owns its process)."""
     executor, num_blocks, engine_config = engine_executors(config, options)
     built = build_system(config, executor, num_blocks=num_blocks)
     torch.set_num_threads(options.torch_threads or max(1, torch.get_num_threads() // len(built.instances)))
     block_size = config.cluster.block_size
     limits = Limits(engine_config.shape.vocab, engine_config.shape.max_model_len, num_blocks, block_size)
-    return ServingCluster(built.instances, built.router, limits)
+    return ServingCluster(built.instances, built.router, limits, max_queue=max_queue)
 
 
 @contextmanager
 def serving(config: RunConfig, options: LiveOptions, host: str = "127.0.0.1") -> Iterator[str]:
     """Serve ``config`` on a free port of ``host`` on a background thread; yields the base URL, then stops."""
+    with serving_cluster(config, options, host) as (url, _):
+        yield url
+
+
+@contextmanager
+def serving_cluster(
+    config: RunConfig, options: LiveOptions, host: str = "127.0.0.1", max_queue: int = DEFAULT_MAX_QUEUE
+) -> Iterator[tuple[str, ServingCluster]]:
+    """``serving``, yielding the cluster too (its queue, KV pool and counts), with ``max_queue``."""
     saved_threads = torch.get_num_threads()
     try:
-        with running_server(build_cluster(config, options), config.cluster.model, host) as url:
-            yield url
+        cluster = build_cluster(config, options, max_queue)
+        with running_server(cluster, config.cluster.model, host) as url:
+            yield url, cluster
     finally:
         torch.set_num_threads(saved_threads)

@@ -15,7 +15,7 @@ from ascendra.harness.workload import slo_of, workload_of
 from ascendra.metrics import run_tables
 from ascendra.metrics.moves import move_stats
 from ascendra.models import get_model
-from ascendra.sim.cluster import Cluster, RunResult
+from ascendra.sim.cluster import Cluster, OnProgress, RunResult
 from workloads import Workload
 
 
@@ -28,8 +28,14 @@ class SimOutcome:
     summary: dict[str, float]
 
 
-def simulate(config: RunConfig, data_dir: Path | None = None, workload: Workload | None = None) -> SimOutcome:
-    """Run ``config`` on the simulator. The result depends only on the config (and the workload's data)."""
+def simulate(
+    config: RunConfig,
+    data_dir: Path | None = None,
+    workload: Workload | None = None,
+    on_progress: OnProgress | None = None,
+) -> SimOutcome:
+    """Run ``config`` on the simulator. The result depends only on the config (and the workload's data);
+    ``on_progress(arrived, total)`` follows the run (a progress bar)."""
     if config.backend.name not in POLICY_BACKENDS:
         raise UserError(
             f"--backend {config.backend.name} runs its own scheduler (vLLM's own engine, or the server's), "
@@ -39,7 +45,7 @@ def simulate(config: RunConfig, data_dir: Path | None = None, workload: Workload
     c = config.cluster
     cost = CostModel.load(c.model, c.gpu, c.tensor_parallel)
     built = build_system(config, one_executor(cost.batch_time))
-    result = Cluster(built.instances, built.router, c.transfer_time()).run(workload.requests)
+    result = Cluster(built.instances, built.router, c.transfer_time()).run(workload.requests, on_progress)
     records, summary = run_tables(result.requests, slo_of(config), workload.num_trimmed)
     summary.update(move_stats(result.moves, get_model(c.model).kv_bytes_per_token(c.tensor_parallel)))
     return SimOutcome(config, workload, result, records, summary)

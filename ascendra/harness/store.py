@@ -1,4 +1,4 @@
-"""The one point store: finished runs by config key in a folder, written atomically, plus the file helpers.
+"""The one point store: finished runs by config key in a folder, written atomically (``ascendra.files``).
 
 Layout of a store folder::
 
@@ -13,24 +13,14 @@ shared cache (``reproduce``) both keep their points here.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
+from ascendra.files import check_writable, make_dir, write_atomic, write_text
 from ascendra.harness.config import RunConfig
 
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` through ``write(tmp)`` and a rename, so readers never see it half-written."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def write_text(path: Path, text: str) -> None:
-    write_atomic(path, lambda p: p.write_text(text))
+__all__ = ["PointStore", "check_writable", "make_dir", "write_atomic", "write_text"]
 
 
 class PointStore:
@@ -54,7 +44,6 @@ class PointStore:
         return pd.read_parquet(self.root / f"{config.key()}.parquet")
 
     def save(self, config: RunConfig, table: pd.DataFrame, row: dict[str, object]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         key = config.key()
         write_atomic(self.root / f"{key}.parquet", lambda p: table.to_parquet(p, index=False))
         write_text(self._json(config), json.dumps({"config": config.to_dict(), "summary": row}, indent=1))

@@ -3,7 +3,8 @@
 Layout of an output directory::
 
     DIR/sweep.json              the sweep's base config (everything but the rate) and the rates run so far
-    DIR/summary.csv             one row per rate (every point in DIR), sorted by rate
+    DIR/summary.csv             one row per rate (every point in DIR), sorted by rate; ``records`` names the
+                                point's records file (relative to DIR)
     DIR/points/<key>.json       one point's full config and summary row (written last: marks it complete)
     DIR/points/<key>.parquet    that point's per-request records
 
@@ -15,34 +16,49 @@ file that a later run would trust.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ascendra.errors import UserError
+from ascendra.errors import UserError, notice
 from ascendra.harness.config import SCHEMA, RunConfig
 from ascendra.harness.runs import run_point
-from ascendra.harness.store import PointStore, write_atomic, write_text
+from ascendra.harness.store import PointStore, check_writable, write_atomic, write_text
+from ascendra.sim.cluster import OnProgress
+
+#: More points than any sweep needs; a range beyond it is a typo (``1:1e9:1``), refused before it fills memory.
+MAX_RATES = 1000
 
 
 def parse_rates(text: str) -> list[float]:
-    """``18,20,22`` or ``start:stop:step`` (stop included) -> sorted distinct positive rates."""
+    """``18,20,22`` or ``start:stop:step`` (stop included) -> sorted distinct positive finite rates. A repeated
+    rate runs once (with a notice on stderr)."""
     try:
+        numbers = [float(x) for x in text.replace(":", ",").split(",") if x.strip()]
+        if not all(math.isfinite(x) for x in numbers):
+            raise UserError(f"bad --rates {text!r}: rates must be finite numbers")
         if ":" in text:
             start, stop, step = (float(x) for x in text.split(":"))
             if step <= 0 or stop < start:
                 raise ValueError
             count = int(np.floor((stop - start) / step + 1e-9)) + 1
+            if count > MAX_RATES:
+                raise UserError(f"bad --rates {text!r}: {count} rates, more than {MAX_RATES}; use a larger step")
             rates = [round(start + i * step, 10) for i in range(count)]
         else:
-            rates = [float(x) for x in text.split(",") if x.strip()]
+            rates = numbers
     except ValueError:
         raise UserError(f"bad --rates {text!r}: use a list like 18,20,22 or a range start:stop:step") from None
     if not rates or min(rates) <= 0:
         raise UserError(f"bad --rates {text!r}: rates must be positive")
-    return sorted(set(rates))
+    distinct = sorted(set(rates))
+    if len(distinct) < len(rates):
+        repeated = sorted({r for r in rates if rates.count(r) > 1})
+        notice(f"--rates repeats {', '.join(f'{r:g}' for r in repeated)}; each rate runs once")
+    return distinct
 
 
 def _base_of(config: RunConfig) -> dict[str, object]:
@@ -56,6 +72,7 @@ class SweepDir:
     """An output directory bound to one base config; its points live in a ``PointStore`` at ``points/``."""
 
     def __init__(self, root: Path, base: RunConfig) -> None:
+        check_writable(root)  # an --out that cannot be written fails here, before any point runs
         self.root = root
         self.base = _base_of(base)
         self.store = PointStore(root / "points")
@@ -80,7 +97,12 @@ class SweepDir:
         self.store.save(config, records, row)
 
     def all_rows(self) -> list[dict[str, object]]:
-        rows = [row for stored, row in self.store.points() if _base_of(RunConfig.from_dict(stored)) == self.base]
+        """Every stored point of this sweep, by rate, each with ``records``: its records file under the folder."""
+        rows = []
+        for stored, row in self.store.points():
+            config = RunConfig.from_dict(stored)
+            if _base_of(config) == self.base:
+                rows.append({**row, "records": f"points/{config.key()}.parquet"})
         return sorted(rows, key=lambda r: float(r["rate"]))  # type: ignore[arg-type]
 
     def write_summary(self) -> pd.DataFrame:
@@ -97,21 +119,22 @@ def run_sweep(
     out: Path | None = None,
     data_dir: Path | None = None,
     on_point: Callable[[float], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> pd.DataFrame:
-    """Run every rate (skipping points already stored in ``out``) and return the summary table."""
+    """Run every rate (skipping points already stored in ``out``) and return the summary table; ``on_point(rate)``
+    follows the points, ``on_progress(arrived, total)`` the requests of the point running."""
     store = SweepDir(out, base) if out is not None else None
     rows = []
     for rate in rates:
         config = base.with_rate(rate)
         row = store.load_row(config) if store else None
         if row is None:
-            records, row = run_point(config, data_dir)
+            records, row = run_point(config, data_dir, on_progress)
             if store:
                 store.save_point(config, records, row)
         rows.append(row)
         if on_point:
             on_point(rate)
     if store:
-        store.root.mkdir(parents=True, exist_ok=True)
         return store.write_summary()
     return pd.DataFrame(rows)

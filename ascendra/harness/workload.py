@@ -5,12 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from ascendra.harness.config import RunConfig
+from ascendra.memory import check_fits
 from ascendra.metrics import SLO
 from workloads import Workload, make_workload
 
+#: Peak bytes per request of a run (spec, scheduler state, token times, records): ~19 KB measured on ShareGPT.
+RUN_BYTES_PER_REQUEST = 24_000
+
+
+def check_run_fits(num_requests: int) -> None:
+    """Refuse, in one line, a run whose requests cannot fit in the memory available now."""
+    check_fits(num_requests, RUN_BYTES_PER_REQUEST, "--num-requests", "a run's requests and records")
+
 
 def workload_of(config: RunConfig, data_dir: Path | None = None) -> Workload:
+    """The config's workload, refused up front when its run would not fit in memory."""
     w = config.workload
+    check_run_fits(w.num_requests)
     return make_workload(
         w.name,
         model=config.cluster.model,

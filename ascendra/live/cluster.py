@@ -10,10 +10,10 @@ What the live run adds to the simulator's result:
 
 - ``release_lag``: how late each arrival was handed to its instance (timer and lock jitter); the request's
   arrival stays the workload's, so this lag counts in its TTFT as queueing would.
-- in ``moves``, a move with a transfer time is delivered by a timer, so its ``latency`` is measured (the
-  transfer time plus the timer's and the lock's delay) where the simulator's is exactly the transfer time.
-  The engine's KV pages do not travel: a move carrying KV is accounted (blocks, time) but the target engine
-  holds no copy of that cache, so live runs should move requests without KV.
+- in ``moves``, a move carrying KV between engines really copies its KV pages from the source engine's pool
+  into the blocks the target reserved (``ascendra.live.kv_moves``), at once, and its ``latency`` is that
+  copy's measured time, not the link model the simulator charges; a move without KV that has a transfer time
+  is delivered by a timer, so its ``latency`` is the transfer time plus the timer's and the lock's delay.
 """
 
 from __future__ import annotations

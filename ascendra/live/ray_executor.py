@@ -11,6 +11,11 @@ mirror's ``output_ids`` are the tokens the actor itself sampled, which are exact
 in the driver (``Request.output_ids`` is only ever appended to), so the engine reads the same token sequence
 (prompt ids, or the synthetic ones it derives from the request id) as it would in process. A mirror is dropped
 once its request has all its output tokens; requests dropped mid-run keep theirs until the actor exits.
+
+A move between instances carrying KV (``ascendra.live.kv_moves``) gathers the request's blocks in the source
+actor, which drops its mirror, and scatters them in the target actor: the gathered tensor goes between the actors
+through Ray's object store, never through the driver. The target's mirror is built on its first batch there from
+the spec and the tokens generated so far (``WireItem.output_ids``).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class WireItem:
     num_known: int  # prompt + generated tokens in the driver: checks the mirror is in step
     block_table: tuple[int, ...]
     spec: RequestSpec | None = None
+    output_ids: tuple[int, ...] = ()  # with ``spec``: the tokens generated before (elsewhere, for a moved request)
 
 
 class EngineHost:
@@ -70,6 +76,7 @@ class EngineHost:
         if options.warmup:
             warm_up(self.engine)
         self.requests: dict[int, Request] = {}
+        self._cuda = device.type == "cuda"
 
     def pool(self) -> tuple[int, int]:
         """The KV pool's (blocks, block size); returning it also tells the driver the engine is built."""
@@ -82,7 +89,7 @@ class EngineHost:
         tables: dict[int, list[int]] = {}
         for wire in items:
             if wire.spec is not None:
-                self.requests[wire.request_id] = Request(wire.spec)
+                self.requests[wire.request_id] = Request(wire.spec, output_ids=list(wire.output_ids))
             request = self.requests[wire.request_id]
             known = request.prompt_len + len(request.output_ids)
             if known != wire.num_known:
@@ -99,6 +106,18 @@ class EngineHost:
                 if len(item.request.output_ids) >= item.request.output_len:
                     del self.requests[item.request.id]
         return tokens, time.perf_counter() - start
+
+    def take_kv(self, request_id: int, block_ids: list[int]) -> Any:
+        """A host copy of the request's pages, for the object store; the request leaves this actor."""
+        self.requests.pop(request_id, None)
+        return self.engine.kv_cache.read_blocks(block_ids).cpu()
+
+    def put_kv(self, block_ids: list[int], pages: Any) -> None:
+        import torch
+
+        self.engine.kv_cache.write_blocks(block_ids, pages)
+        if self._cuda:
+            torch.cuda.synchronize()
 
 
 class RayEngineExecutor:
@@ -140,6 +159,7 @@ class RayEngineExecutor:
                     num_known=request.prompt_len + len(request.output_ids),
                     block_table=tuple(self.blocks.block_table(request.id)[: -(-end // block_size)]),
                     spec=request.spec if first else None,
+                    output_ids=tuple(request.output_ids) if first else (),
                 )
             )
         tokens, engine_seconds = ray.get(self.actor.execute.remote(items))
@@ -153,6 +173,18 @@ class RayEngineExecutor:
         seconds = time.perf_counter() - start
         self.timings.append((seconds, engine_seconds))
         return seconds
+
+    def take_kv(self, request_id: int, block_ids: list[int]) -> Any:
+        """The ObjectRef of the actor's copy of the pages, at once: the actor runs it before any later batch of
+        this executor (an actor runs one caller's calls in order), and ``put_kv`` waits for it."""
+        self._on_actor.discard(request_id)
+        return self.actor.take_kv.remote(request_id, block_ids)
+
+    def put_kv(self, request_id: int, block_ids: list[int], pages: Any) -> None:
+        """Scatter another actor's ``take_kv`` (an ObjectRef, resolved actor to actor) here; waits for it."""
+        import ray
+
+        ray.get(self.actor.put_kv.remote(block_ids, pages))
 
 
 class RayEngines:

@@ -42,8 +42,8 @@ class Control(Protocol):
     def after_schedule(self, node: Instance, batch: Batch, now: float) -> None:
         """Drop the node's rejected requests and deliver the router's moves; called right after ``schedule``."""
 
-    def finished(self, requests: list[Request]) -> None:
-        """Requests that just completed."""
+    def after_batch(self, requests: list[Request], now: float) -> None:
+        """A batch ended at ``now`` completing ``requests`` (maybe none); cancellations waiting for it go now."""
 
     def idle(self) -> None:
         """An instance has gone idle (the live runtime checks for a stall)."""
@@ -107,15 +107,13 @@ class InstanceThread:
                 node.num_batches += 1
                 if node.batch_log is not None:
                     node.batch_log.append((now, batch, end - now))
-                done = scheduler.on_batch_done(batch, end)
-                if done:
-                    control.finished(done)
+                control.after_batch(scheduler.on_batch_done(batch, end), end)
 
 
 class WallClockControl(ABC):
     """The ``Control`` of a wall-clock cluster: a ``Coordinator`` plus a thread per instance, under one lock.
 
-    Subclasses say what a finished or dropped request (``_ended``), an idle instance and a failure mean to them,
+    Subclasses say what an ended request (``_ended``), an idle instance and a failure mean to them,
     and when the threads start (``_start_threads``, once) and stop (``_stop_threads``).
     """
 
@@ -144,8 +142,10 @@ class WallClockControl(ABC):
     def after_schedule(self, node: Instance, batch: Batch, now: float) -> None:
         self.coordinator.after_schedule(node, batch, now)
 
-    def finished(self, requests: list[Request]) -> None:
-        self.coordinator.finished(requests)
+    def after_batch(self, requests: list[Request], now: float) -> None:
+        if requests:
+            self.coordinator.finished(requests)
+        self.coordinator.cancel_pending(now)
 
     @abstractmethod
     def idle(self) -> None: ...
@@ -155,7 +155,7 @@ class WallClockControl(ABC):
 
     @abstractmethod
     def _ended(self, request: Request, error: str | None) -> None:
-        """``request`` finished (``error`` None) or was dropped; called with the lock held."""
+        """``request`` finished (``error`` None), was dropped or was cancelled; called with the lock held."""
 
     def _start_threads(self) -> None:
         """Start the clock and the instance threads."""
@@ -192,6 +192,8 @@ class WallClockControl(ABC):
             if self.stopping:
                 return
             try:
-                self.coordinator.deliver_due(max(self.clock(), due))
+                now = max(self.clock(), due)
+                self.coordinator.deliver_due(now)
+                self.coordinator.cancel_pending(now)
             except BaseException as exc:  # the run must see it, as an instance thread's failure
                 self.fail(exc)

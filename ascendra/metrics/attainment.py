@@ -13,7 +13,9 @@ Results must say which definition they used, because the published numbers diffe
 
 Dropped and unfinished requests are misses under every per-request definition. Single-token outputs have no
 gaps, so they pass every TBT test. For `sarathi`, requests never scheduled count as an infinite scheduling delay
-(a run that leaves most requests waiting fails), and a run without any gap passes the TBT half vacuously.
+(a run that leaves most requests waiting fails), and a run without any gap passes the TBT half vacuously. Where
+the records do not say when requests were scheduled (a request emitted tokens but has no scheduling time: an
+external server or vLLM's own engine), the delay is unknown and `sarathi` attainment is NaN, never a false 0.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from ascendra.metrics.latency import Latencies, latencies
 
 #: Sarathi-Serve's capacity criterion bounds the median scheduling delay (arrival to first scheduling) by 2 s.
 SARATHI_MAX_MEDIAN_SCHEDULING_DELAY = 2.0
+
+#: Definitions that need each request's scheduling time (which only the project's own scheduler records).
+NEEDS_SCHEDULING = ("sarathi",)
 
 #: The per-request TBT statistic each per-request definition compares with the TBT SLO.
 PER_REQUEST_TBT: dict[str, str] = {
@@ -94,22 +99,25 @@ def _per_request_attainment(lat: Latencies, slo: SLO, definition: str) -> float:
 
 def median_scheduling_delay(lat: Latencies) -> float:
     """Median over all arrived requests of arrival -> first scheduling, never-scheduled ones counting as
-    infinite; NaN when no request arrived."""
+    infinite; NaN when no request arrived or when scheduling times were not recorded (a request emitted a token
+    without one)."""
     delay = lat.requests["scheduling_delay"].to_numpy()
-    if delay.size == 0:
+    if delay.size == 0 or (np.isnan(delay) & ~np.isnan(lat.requests["first_token"].to_numpy())).any():
         return float("nan")
     return float(np.median(np.where(np.isnan(delay), np.inf, delay)))
 
 
 def sarathi_passes(lat: Latencies, slo: SLO) -> bool:
-    """Sarathi-Serve's run-level criterion: P99 of all TBT gaps <= tbt SLO and median scheduling delay <= 2 s."""
+    """Sarathi-Serve's run-level criterion: P99 of all TBT gaps <= tbt SLO and median scheduling delay <= 2 s
+    (False when the delay is unknown: ``_sarathi_attainment`` says NaN then)."""
     tail_ok = lat.gaps.size == 0 or float(np.percentile(lat.gaps, 99.0)) <= slo.tbt
     return tail_ok and median_scheduling_delay(lat) <= SARATHI_MAX_MEDIAN_SCHEDULING_DELAY
 
 
 def _sarathi_attainment(lat: Latencies, slo: SLO) -> float:
-    """1.0 when the run passes Sarathi-Serve's criterion, 0.0 when not, NaN when no request arrived."""
-    if len(lat.requests) == 0:
+    """1.0 when the run passes Sarathi-Serve's criterion, 0.0 when not, NaN when no request arrived or the
+    scheduling delay is unknown."""
+    if math.isnan(median_scheduling_delay(lat)):
         return float("nan")
     return 1.0 if sarathi_passes(lat, slo) else 0.0
 

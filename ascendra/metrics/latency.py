@@ -14,7 +14,8 @@ Conventions (every value is in seconds):
 - ``e2e``: finish time - arrival, and ``normalized_latency`` = ``e2e / output_tokens``; NaN unless finished.
 - ``scheduling_delay``: first time any prefill chunk was scheduled - arrival; NaN if never scheduled.
 
-A request is *finished* when it has a finish time and is not dropped; *unfinished* when neither.
+A request is *finished* when it has a finish time and is not dropped; *cancelled* when its client went away
+first (served requests; an optional column, False when absent); *unfinished* when none of these.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ LATENCY_COLUMNS = (
     "num_tokens",
     "finished",
     "dropped",
+    "cancelled",
     "offloaded",
     "preemptions",
     "ttft",
@@ -94,6 +96,13 @@ def check_columns(records: pd.DataFrame) -> None:
 def float_column(records: pd.DataFrame, name: str) -> np.ndarray:
     """A column as float64 with None/NaN/NA as NaN (optional timestamps arrive as object columns)."""
     return pd.to_numeric(records[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _flag(records: pd.DataFrame, name: str) -> np.ndarray:
+    """An optional boolean column, False where missing or absent."""
+    if name not in records.columns:
+        return np.zeros(len(records), dtype=bool)
+    return records[name].fillna(False).to_numpy(dtype=bool)
 
 
 def _per_request_tail(gaps: np.ndarray, owner: np.ndarray, n: int, q: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
@@ -154,6 +163,7 @@ def latencies(records: pd.DataFrame) -> Latencies:
             "num_tokens": counts,
             "finished": finished,
             "dropped": dropped,
+            "cancelled": _flag(records, "cancelled"),
             "offloaded": records["offloaded"].fillna(False).to_numpy(dtype=bool),
             "preemptions": pd.to_numeric(records["preemptions"], errors="coerce").fillna(0).to_numpy(dtype=np.int64),
             "ttft": ttft,

@@ -34,7 +34,8 @@ def summarize(records: pd.DataFrame | Latencies, slo: SLO) -> dict[str, float]:
     | `arrived` | requests in the table (every arrived request) |
     | `finished` | requests with a finish time, not dropped |
     | `dropped` | requests dropped by admission control |
-    | `unfinished` | neither finished nor dropped (still waiting or running when the run ended) |
+    | `cancelled` | requests whose client went away before they finished (served requests) |
+    | `unfinished` | none of these (still waiting or running when the run ended) |
     | `offloaded` | requests offloaded from an LP to the HP instance |
     | `preempted` | requests preempted at least once |
     | `preemptions` | total preemptions over all requests |
@@ -42,14 +43,16 @@ def summarize(records: pd.DataFrame | Latencies, slo: SLO) -> dict[str, float]:
     | `attainment_strict` | share with TTFT and every gap within the SLO |
     | `attainment_strict_p99` | share with TTFT and the request's own P99 gap within the SLO |
     | `attainment_distserve` | share with TTFT and DistServe's TPOT within the SLO |
-    | `attainment_sarathi` | 1.0 if P99 of all gaps <= TBT SLO and median scheduling delay <= 2 s, else 0.0 |
+    | `attainment_sarathi` | 1.0 if P99 of all gaps <= TBT SLO and median scheduling delay <= 2 s, else 0.0; |
+    |   | NaN when scheduling times were not recorded (``--backend openai``, ``vllm-engine``) |
     | `ttft_p50`, `ttft_p90`, `ttft_p99`, `ttft_mean` | TTFT over requests that emitted a first token |
     | `tbt_p50`, `tbt_p90`, `tbt_p99`, `tbt_mean` | over all TBT gaps of all requests pooled (token-weighted) |
     | `req_mean_tbt_p50`, `req_mean_tbt_p90`, `req_mean_tbt_p99`, `req_mean_tbt_mean` | over per-request mean TBT |
     |   | (requests with >= 2 tokens; each request weighs the same) |
     | `e2e_p50`, `e2e_p99`, `e2e_mean` | finish - arrival over finished requests |
     | `normalized_latency_mean` | mean over finished requests of E2E / output tokens (s per token) |
-    | `sched_delay_p50` | median arrival -> first scheduling over all arrived, never-scheduled = infinite |
+    | `sched_delay_p50` | median arrival -> first scheduling over all arrived, never-scheduled = infinite; |
+    |   | NaN when not recorded |
     |   | (the value Sarathi-Serve bounds by 2 s; null in JSON when infinite) |
     | `sched_delay_mean` | mean arrival -> first scheduling over scheduled requests |
     | `span_s` | first arrival -> last emitted token (the throughput denominator) |
@@ -62,10 +65,12 @@ def summarize(records: pd.DataFrame | Latencies, slo: SLO) -> dict[str, float]:
 
     finished = int(table["finished"].sum())
     dropped = int(table["dropped"].sum())
+    cancelled = int(table["cancelled"].sum())
     out["arrived"] = len(table)
     out["finished"] = finished
     out["dropped"] = dropped
-    out["unfinished"] = len(table) - finished - dropped
+    out["cancelled"] = cancelled
+    out["unfinished"] = len(table) - finished - dropped - cancelled
     preemptions = table["preemptions"].to_numpy()
     out["offloaded"] = int(table["offloaded"].sum())
     out["preempted"] = int((preemptions > 0).sum())

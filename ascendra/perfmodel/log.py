@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from ascendra.errors import UserError
+from ascendra.files import write_atomic
 from ascendra.perfmodel.features import KINDS
 
 COLUMNS: tuple[str, ...] = ("model", "gpu", "tp", "kind", "prefills", "decode_contexts", "seconds")
@@ -154,8 +155,8 @@ def write_log(log: pd.DataFrame, path: str | Path) -> None:
     path = Path(path)
     ordered = log[list(COLUMNS) + [c for c in log.columns if c not in COLUMNS]]
     if path.suffix.lower() == ".csv":
-        ordered.to_csv(path, index=False)
+        write_atomic(path, lambda p: ordered.to_csv(p, index=False))
     elif path.suffix.lower() in (".parquet", ".pq"):
-        ordered.to_parquet(path, index=False)
+        write_atomic(path, lambda p: ordered.to_parquet(p, index=False))
     else:
         raise UserError(f"batch log {path}: expected a .csv or .parquet file")

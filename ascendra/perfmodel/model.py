@@ -16,6 +16,7 @@ from typing import Any
 
 from ascendra.batch import Batch
 from ascendra.errors import UserError
+from ascendra.files import write_text
 from ascendra.gpus import get_gpu
 from ascendra.models import get_model
 from ascendra.perfmodel.features import FEATURES, KINDS, PER_SEQ_FEATURE
@@ -187,7 +188,7 @@ class PerfModel:
 
     def save(self, path: str | Path) -> None:
         """Write the coefficients as JSON (the caller decides about overwriting)."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def from_file(cls, path: str | Path) -> PerfModel:

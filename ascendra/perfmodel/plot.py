@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ascendra.files import write_atomic
 from ascendra.perfmodel.features import KINDS
 from ascendra.perfmodel.fit import FitReport
 
@@ -50,5 +51,5 @@ def plot_fit(report: FitReport, path: str | Path) -> None:
         ax.legend(loc="upper left")
     fig.suptitle(f"Performance model, {report.model} on {report.gpu} (TP {report.tp}), test split")
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    write_atomic(Path(path), lambda p: fig.savefig(p, dpi=130, format=Path(path).suffix.lstrip(".") or "png"))
     plt.close(fig)

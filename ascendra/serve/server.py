@@ -1,22 +1,35 @@
 """Running the HTTP server in front of a serving cluster.
 
-``serve`` runs in the foreground (``ascbench serve``); ``running_server`` runs it on a thread for tests and
-scripts, on a free port of its host. The cluster comes built (``ascendra.harness.serving.build_cluster`` builds
-one from a run config, with the engines a live run uses), so the server knows nothing of configs or systems.
+``serve`` runs in the foreground (``ascbench serve``) on a socket ``listen`` bound first, so that a port in use or
+a bad host fails in one line before any engine is built, and the address is announced only once the server
+accepts connections. ``running_server`` runs it on a thread for tests and scripts, on a free port of its host.
+The cluster comes built (``ascendra.harness.serving.build_cluster`` builds one from a run config, with the
+engines a live run uses), so the server knows nothing of configs or systems.
+
+Shutdown (SIGTERM, Ctrl-C): the listener closes and every request in flight ends at once with an error (503, or
+an error event when streaming), rather than uvicorn waiting for streams of thousands of tokens to run out; the
+process then exits with status 0.
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from ascendra.errors import UserError
 from ascendra.serve.cluster import ServingCluster
 
+#: Seconds uvicorn waits for connections to close at shutdown before it cancels them (every stream has ended
+#: by then; this bounds a client that does not read its response).
+SHUTDOWN_TIMEOUT_S = 3.0
 
-def _uvicorn_server(cluster: ServingCluster, model: str):  # -> uvicorn.Server
+
+def _uvicorn_server(cluster: ServingCluster, model: str, announce: Callable[[], None] | None = None) -> Any:
     try:
         import uvicorn
 
@@ -26,11 +39,28 @@ def _uvicorn_server(cluster: ServingCluster, model: str):  # -> uvicorn.Server
             f"ascbench serve needs fastapi and uvicorn ({exc.name} is missing): "
             "pip install -c constraints.txt -e '.[engine,serve]'"
         ) from None
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, announcing itself once it listens and ending every request at shutdown."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and announce is not None:
+                announce()
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await asyncio.to_thread(cluster.stop)
+            await super().shutdown(sockets)
+
     app = create_app(cluster, model)
-    return uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_S
+    )
+    return Server(config)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``; a UserError (one line) when it cannot be (port in use, unknown host)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -38,18 +68,25 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return sock
 
 
-def serve(cluster: ServingCluster, model: str, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve ``cluster`` (as ``model``) on ``host:port`` until interrupted (Ctrl-C / SIGTERM)."""
-    sock = _bind(host, port)
-    server = _uvicorn_server(cluster, model)
+def _exit_quietly(signum: int, frame: object) -> None:
+    """uvicorn re-raises the signal it shut down on once it is done: exit 0 then, not by the signal."""
+    raise SystemExit(0)
+
+
+def serve(cluster: ServingCluster, model: str, sock: socket.socket, announce: Callable[[], None]) -> None:
+    """Serve ``cluster`` (as ``model``) on the bound ``sock`` until interrupted (Ctrl-C / SIGTERM); ``announce``
+    is called once it accepts connections."""
+    server = _uvicorn_server(cluster, model, announce)
     cluster.start()
+    previous = signal.signal(signal.SIGTERM, _exit_quietly)
     try:
         server.run(sockets=[sock])
     finally:
+        signal.signal(signal.SIGTERM, previous)
         cluster.stop()
         sock.close()
 
@@ -57,7 +94,7 @@ def serve(cluster: ServingCluster, model: str, host: str = "127.0.0.1", port: in
 @contextmanager
 def running_server(cluster: ServingCluster, model: str, host: str = "127.0.0.1") -> Iterator[str]:
     """Serve ``cluster`` on a free port of ``host`` on a background thread; yields the base URL, then stops it."""
-    sock = _bind(host, 0)
+    sock = listen(host, 0)
     port = sock.getsockname()[1]
     server = _uvicorn_server(cluster, model)
     cluster.start()

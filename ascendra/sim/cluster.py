@@ -9,6 +9,7 @@ is free (the default, as the design prescribes for simulation), else by an event
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ascendra.coordinator import Coordinator, MoveRecord, TransferTime, instant
@@ -16,6 +17,8 @@ from ascendra.instance import Instance
 from ascendra.request import Request, RequestSpec
 from ascendra.router import Router
 
+#: Told (requests arrived so far, total requests) while a run goes on.
+OnProgress = Callable[[int, int], None]
 #: The event index of a move delivery (batch completions carry their instance's index, >= 0).
 _DELIVERY = -1
 
@@ -43,18 +46,23 @@ class Cluster:
         self._seq = 0
         self._index = {id(inst): i for i, inst in enumerate(instances)}
 
-    def run(self, specs: list[RequestSpec]) -> RunResult:
+    def run(self, specs: list[RequestSpec], on_progress: OnProgress | None = None) -> RunResult:
+        """Run every request to its end; ``on_progress(arrived, total)`` is told every 1,024 arrivals (a progress
+        bar for long runs)."""
         requests = [Request(spec) for spec in sorted(specs, key=lambda s: (s.arrival, s.request_id))]
         coordinator = self.coordinator
         events = self._events
         now = 0.0
         next_arrival = 0
-        while next_arrival < len(requests) or events:
-            arrival_time = requests[next_arrival].arrival if next_arrival < len(requests) else float("inf")
+        total = len(requests)
+        while next_arrival < total or events:
+            arrival_time = requests[next_arrival].arrival if next_arrival < total else float("inf")
             if not events or arrival_time <= events[0][0]:
                 now = arrival_time
                 coordinator.arrive(requests[next_arrival], now)
                 next_arrival += 1
+                if on_progress is not None and (next_arrival & 1023 == 0 or next_arrival == total):
+                    on_progress(next_arrival, total)
             else:
                 now, _, index = heapq.heappop(events)
                 if index == _DELIVERY:

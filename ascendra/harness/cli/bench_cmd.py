@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ascendra.errors import UserError
+from ascendra.extras import needs
 from ascendra.harness.cli.app import JSON_OPTION, new_app, print_json, stdout
 
 bench_app = new_app("Benchmarks of the simulator and the engine.")
@@ -57,9 +58,6 @@ def bench_sim(
         )
 
 
-ENGINE_EXTRA = ("torch", "safetensors")  # the packages of the `engine` extra
-
-
 def _parse_sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(x) for x in text.split(",") if x.strip())
@@ -84,13 +82,8 @@ def bench_engine(
 ) -> None:
     """The real engine on dummy weights: prefill tokens/s and decode step time versus batch size."""
     sizes = _parse_sizes(batch_sizes)
-    try:  # torch is an optional dependency (the `engine` extra): import only when this command runs
+    with needs("engine", what="`bench engine`"):  # torch is optional: import only when this command runs
         from ascendra.harness.bench_engine import run_engine_bench
-    except ModuleNotFoundError as exc:
-        missing = (exc.name or "").split(".")[0]
-        if missing not in ENGINE_EXTRA:
-            raise
-        raise UserError(f"`bench engine` needs {missing} (the engine extra): pip install '.[engine]'") from None
 
     rows = run_engine_bench(
         model,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ascendra.errors import UserError
+from ascendra.files import check_output_file
 from ascendra.harness.cli.app import JSON_OPTION, app, print_json, stdout
 
 SUMMARY_TOKENS = (1, 512, 4096)
@@ -17,10 +17,7 @@ def _check_out(out: Path, packaged: Path, force: bool) -> None:
     """The packaged default is regenerable and may be overwritten; any other existing file needs --force."""
     if out.resolve() == packaged.resolve():
         return
-    if out.exists() and not force:
-        raise UserError(f"{out} exists; pass --force to overwrite it")
-    if not out.parent.is_dir():
-        raise UserError(f"folder {out.parent} does not exist")
+    check_output_file(out, force)
 
 
 def _at(table: dict[str, list[float]] | None, tokens: int) -> float | None:

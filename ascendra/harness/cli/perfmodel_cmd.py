@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ascendra.errors import UserError
+from ascendra.files import check_output_file
 from ascendra.harness.cli.app import JSON_OPTION, app, print_json, stdout
 
 # Square brackets are escaped: typer renders help text as rich markup.
@@ -15,13 +16,6 @@ LOG_HELP = (
     "Batch log (.csv or .parquet): one row per batch with columns model, gpu, tp, kind, prefills (JSON "
     "\\[\\[chunk_tokens, prior_context], ...]), decode_contexts (JSON \\[context, ...]) and seconds."
 )
-
-
-def _check_writable(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise UserError(f"{path} exists; pass --force to overwrite it")
-    if not path.parent.exists():
-        raise UserError(f"folder {path.parent} does not exist")
 
 
 @app.command("fit-perf-model")
@@ -53,9 +47,9 @@ def fit_perf_model(
     if plot is not None:
         if plot.suffix.lower() != ".png":
             raise UserError(f"--plot must name a .png file, got {plot}")
-        _check_writable(plot, force)
+        check_output_file(plot, force)
     if out is not None:
-        _check_writable(out, force)
+        check_output_file(out, force)
     log = read_log(log_path)
     for column, value in (("model", model), ("gpu", gpu), ("tp", tp)):
         if value is not None:
@@ -64,7 +58,7 @@ def fit_perf_model(
                 raise UserError(f"batch log {log_path} has no rows with {column} = {value}")
     perf, report = fit(log, seed=seed, outlier_k=outlier_k, per_seq=per_seq)
     out = out if out is not None else Path(shipped_name(perf.model, perf.gpu, perf.tp, per_seq))
-    _check_writable(out, force)
+    check_output_file(out, force)
     perf.meta["fit"]["log"] = log_path.name
     perf.save(out)
     if plot is not None:

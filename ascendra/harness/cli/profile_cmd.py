@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ascendra.errors import UserError
+from ascendra.files import check_output_file
 from ascendra.harness.cli.app import JSON_OPTION, app, print_json, stderr, stdout
 
 RATES_HELP = "Request rates (QPS) of the single instance: a list 2,4,6 or a range start:stop:step (stop included)."
@@ -21,12 +21,7 @@ def _check_out(path: Path, force: bool) -> None:
     """Refuse before any work is done, so a long profile never ends in an unwritable path."""
     if path.suffix.lower() not in LOG_SUFFIXES:
         raise UserError(f"--out must name a .csv or .parquet file, got {path}")
-    if path.exists() and not force:
-        raise UserError(f"{path} exists; pass --force to overwrite it")
-    if path.exists() and not path.is_file():
-        raise UserError(f"{path} is not a file")
-    if not path.parent.is_dir():
-        raise UserError(f"folder {path.parent} does not exist")
+    check_output_file(path, force)
 
 
 def _parse_systems(text: str) -> tuple[str, ...]:
@@ -58,9 +53,8 @@ def profile_cmd(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Run a workload on ONE instance per policy and rate, logging every batch (composition and time)."""
-    from rich.progress import Progress
-
     from ascendra.harness.profiling import ProfileSpec, kind_counts, profile, run_summary
+    from ascendra.harness.progress import new_progress
     from ascendra.harness.sweep import parse_rates
     from ascendra.perfmodel.log import write_log
 
@@ -82,17 +76,11 @@ def profile_cmd(
     _check_out(out, force)
 
     start = time.perf_counter()
-    with Progress(console=stderr, disable=json_output, transient=True) as progress:
+    with new_progress(stderr, json_output) as progress:
         task = progress.add_task("profiling", total=len(spec.systems) * len(spec.rates))
         log = profile(spec, data_dir, on_run=lambda *_: progress.advance(task))
     wall_s = time.perf_counter() - start
-    # Written under a temporary name (same suffix: it picks the format) and renamed: no half-written log.
-    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")
-    try:
-        write_log(log, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_log(log, out)  # atomically: no half-written log
 
     counts = kind_counts(log)
     runs = run_summary(log)

@@ -31,9 +31,13 @@ def reproduce(
     if specs is not None and not specs.is_dir():
         raise UserError(f"--specs {specs} is not a folder")
     known = load_specs(specs)
+    if not known:
+        raise UserError(f"no experiment specs (*.toml) in {specs if specs is not None else 'experiments/'}")
     if experiment != "all" and experiment not in known:
         raise UserError(f"unknown experiment {experiment!r}; known: {', '.join(known)} or all")
     chosen = [s for s in known.values() if not s.live] if experiment == "all" else [known[experiment]]
+    if not chosen:
+        raise UserError("every experiment in the specs is live: run each by name, not with 'all'")
     workers = jobs or default_jobs()
     outcomes = []
     for spec in chosen:

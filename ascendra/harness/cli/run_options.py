@@ -83,8 +83,11 @@ def _system_option() -> tuple[Any, Any, Any]:
 def _decorate(
     command: Callable[..., Any], options: dict[str, tuple[Any, Any, Any]], build: Callable[[dict[str, Any]], Any]
 ) -> Callable[..., Any]:
-    own = [p for p in inspect.signature(command).parameters.values() if p.name not in ("config", "data_dir")]
-    wants_data_dir = "data_dir" in inspect.signature(command).parameters
+    # eval_str: the command's own annotations are strings (postponed evaluation); left so, typer would read them
+    # from the wrapper's globals and drop their Annotated help.
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name not in ("config", "data_dir")]
+    wants_data_dir = "data_dir" in signature.parameters
     extra = {"data_dir": _DATA_DIR} if wants_data_dir else {}
     params = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])

@@ -10,6 +10,7 @@ import typer
 from ascendra.harness.cli.app import app, stderr
 from ascendra.harness.cli.run_options import system_options
 from ascendra.harness.config import RunConfig
+from ascendra.serve.cluster import DEFAULT_MAX_QUEUE
 
 _ENG = "Engine"
 
@@ -35,6 +36,9 @@ def serve(
     config: RunConfig,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_queue: Annotated[
+        int, typer.Option(help="Requests that may wait for their first token; more are refused with a 429.")
+    ] = DEFAULT_MAX_QUEUE,
     dtype: Annotated[str | None, _eng("fp32, bf16 or fp16.")] = None,
     checkpoint: Annotated[Path | None, _eng("Local HF checkpoint (default: dummy weights).")] = None,
     torch_threads: Annotated[int | None, _eng("Intra-op threads \\[default: cores / instances].")] = None,
@@ -42,16 +46,28 @@ def serve(
     """Serve /v1/completions, /v1/chat/completions (streaming or not), /v1/models and /health until Ctrl-C.
 
     Text prompts are encoded one token per UTF-8 byte and each output token is shown as one character (the tiny
-    model has no tokenizer); token-id prompts are taken as they are. Every request generates exactly max_tokens.
-    The GPU names the hardware Ascendra's performance model was fitted for."""
+    model has no tokenizer); token-id prompts are taken as they are. A request generates max_tokens unless a stop
+    string or stop token id comes first. SIGTERM ends every request in flight and exits 0. The GPU names the
+    hardware Ascendra's performance model was fitted for."""
     from ascendra.errors import UserError
+    from ascendra.extras import needs
     from ascendra.harness.registry import get_system
-    from ascendra.live.engines import LiveOptions
 
     if not 0 < port < 65536:
         raise UserError(f"--port must be in 1..65535, got {port}")
+    if max_queue < 1:
+        raise UserError(f"--max-queue must be at least 1, got {max_queue}")
     if "serve" not in get_system(config.system).targets:
         raise UserError(f"system {config.system} cannot be served on the engine")
+    with needs("engine", "serve", what="ascbench serve"):
+        import fastapi  # noqa: F401  (the server's own import comes later: fail before building engines)
+        import uvicorn  # noqa: F401
+
+        from ascendra.harness.serving import build_cluster
+        from ascendra.live.engines import LiveOptions
+        from ascendra.serve.server import listen
+        from ascendra.serve.server import serve as run_server
+    sock = listen(host, port)  # before the engines are built: a port in use fails at once, in one line
     backend = config.backend
     options = LiveOptions(
         device=backend.device,
@@ -60,14 +76,8 @@ def serve(
         num_blocks=backend.kv_blocks,
         torch_threads=torch_threads,
     )
-    try:
-        from ascendra.harness.serving import build_cluster
-        from ascendra.serve.server import serve as run_server
-    except ImportError as exc:
-        raise UserError(f"ascbench serve needs the engine extra ({exc.name} is missing)") from None
-    cluster = build_cluster(config, options)
+    cluster = build_cluster(config, options, max_queue)
     c = config.cluster
-    stderr.print(
-        f"serving {config.system} ({c.instances} instances of {c.model} on {backend.device}) at http://{host}:{port}"
-    )
-    run_server(cluster, c.model, host, port)
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    where = f"{c.instances} instances of {c.model} on {backend.device}"
+    run_server(cluster, c.model, sock, lambda: stderr.print(f"serving {config.system} ({where}) at {url}"))

@@ -1,4 +1,4 @@
-"""`ascbench sweep` and `ascbench capacity`: simulated runs over request rates."""
+"""`ascbench sweep` and `ascbench capacity`: runs over request rates, on the simulator or a live backend."""
 
 from __future__ import annotations
 
@@ -7,12 +7,19 @@ from typing import Annotated
 
 import typer
 
-from ascendra.harness.cli.app import JSON_OPTION, app, print_json, stderr, stdout
+from ascendra.harness.cli.app import JSON_OPTION, app, print_json, run_progress, stderr, stdout
 from ascendra.harness.cli.run_options import run_options
 from ascendra.harness.config import RunConfig
+from ascendra.metrics import ATTAINMENT_KEYS
 
-RATES_HELP = "Request rates (QPS): a list 18,20,22 or a range start:stop:step (stop included)."
-OUT_HELP = "Output folder: summary.csv, per-point records (Parquet) and configs; reruns resume."
+RATES_HELP = (
+    "Request rates (QPS): a list 18,20,22 or a range start:stop:step (stop included); finite, positive, "
+    "a repeated rate runs once."
+)
+OUT_HELP = (
+    "Output folder: summary.csv (one row per rate, with its records file), per-point records (Parquet) and "
+    "configs; reruns resume. \\[default: none, nothing written]"
+)
 
 SUMMARY_COLUMNS = [
     ("rate", "QPS"),
@@ -29,14 +36,11 @@ SUMMARY_COLUMNS = [
 
 
 def _sweep(config: RunConfig, rates: str, out: Path | None, data_dir: Path | None, quiet: bool):
-    from rich.progress import Progress
-
     from ascendra.harness.sweep import parse_rates, run_sweep
 
     rate_list = parse_rates(rates)
-    with Progress(console=stderr, disable=quiet, transient=True) as progress:
-        task = progress.add_task(f"{config.label} sweep", total=len(rate_list))
-        table = run_sweep(config, rate_list, out, data_dir, on_point=lambda _: progress.advance(task))
+    with run_progress(f"{config.label} sweep", len(rate_list), quiet) as bar:
+        table = run_sweep(config, rate_list, out, data_dir, bar.point, bar.requests)
     return table[table["rate"].isin(rate_list)]
 
 
@@ -53,7 +57,7 @@ def print_summary_table(title: str, table) -> None:
     view = Table(title=title)
     present = [(key, label) for key, label in SUMMARY_COLUMNS if key in table.columns]
     for _, label in present:
-        view.add_column(label, justify="right")
+        view.add_column(label, justify="right", overflow="fold")  # a narrow terminal wraps digits, never cuts them
     for _, row in table.iterrows():
         view.add_row(*(_cell(row[key]) for key, _ in present))
     stdout.print(view)
@@ -68,7 +72,8 @@ def sweep(
     out: Annotated[Path | None, typer.Option(help=OUT_HELP)] = None,
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Simulate the system at each rate and report SLO attainment, latency percentiles and throughput."""
+    """Run the system at each rate on the chosen backend (the simulator by default) and report SLO attainment,
+    latency percentiles and throughput."""
     from ascendra.metrics import capacity_from_sweep
 
     table = _sweep(config, rates, out, data_dir, quiet=json_output)
@@ -91,7 +96,10 @@ def sweep(
         stdout.print(f"results in {out}")
 
 
-SLO_METRIC_HELP = "Attainment definition: paper, strict, strict-p99, distserve, sarathi."
+SLO_METRIC_HELP = (
+    f"Attainment definition, one of: {', '.join(ATTAINMENT_KEYS)} (see the README; sarathi needs --backend sim "
+    "or engine)."
+)
 
 
 @app.command()
@@ -101,16 +109,22 @@ def capacity(
     data_dir: Path | None,
     rates: Annotated[str, typer.Option(help=RATES_HELP)] = "18:25:1",
     out: Annotated[Path | None, typer.Option(help=OUT_HELP)] = None,
-    target: Annotated[float, typer.Option(help="Attainment target.")] = 0.9,
+    target: Annotated[float, typer.Option(help="Attainment target, a share in (0, 1].")] = 0.9,
     slo_metric: Annotated[str, typer.Option(help=SLO_METRIC_HELP)] = "paper",
-    search: Annotated[bool, typer.Option(help="Bisect between the lowest and highest rate instead.")] = False,
-    tol: Annotated[float, typer.Option(help="Bisection tolerance in QPS.")] = 0.1,
+    search: Annotated[
+        bool, typer.Option(help="Bisect between the lowest and highest rate instead of running every rate.")
+    ] = False,
+    tol: Annotated[float, typer.Option(help="Bisection tolerance in QPS (with --search), positive.")] = 0.1,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """The highest rate whose SLO attainment stays at or above the target (goodput capacity)."""
     from ascendra.harness.capacity import capacity_of
+    from ascendra.harness.sweep import parse_rates
 
-    result = capacity_of(config, rates, out, data_dir, target, slo_metric, search, tol)
+    rate_list = parse_rates(rates)
+    points = None if search else len(rate_list)  # a bisection's step count is not known up front
+    with run_progress(f"{config.label} capacity", points, json_output) as bar:
+        result = capacity_of(config, rate_list, out, data_dir, target, slo_metric, search, tol, bar.point, bar.requests)
     if json_output:
         print_json(result)
         return

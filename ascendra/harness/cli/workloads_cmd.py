@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ascendra.errors import UserError
+from ascendra.files import check_output_file
 from ascendra.harness.cli.app import JSON_OPTION, app, new_app, print_json, stdout
 
 workloads_app = new_app("Workloads: datasets, traces and synthetic lengths, with arrival processes.")
@@ -47,10 +48,7 @@ def list_command(json_output: bool = JSON_OPTION) -> None:
 
 
 def _check_plot_path(plot: Path, force: bool) -> None:
-    if plot.exists() and not force:
-        raise UserError(f"{plot} already exists; pass --force to overwrite it")
-    if not plot.parent.is_dir():
-        raise UserError(f"cannot write {plot}: folder {plot.parent} does not exist")
+    check_output_file(plot, force)
     if plot.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise UserError(f"--plot must end in .png, .pdf or .svg, got {plot.name}")
 

@@ -23,7 +23,7 @@ from ascendra.harness.reproduce.context import RunContext, points_table
 from ascendra.harness.reproduce.kinds import kind_module
 from ascendra.harness.reproduce.runner import run_points
 from ascendra.harness.reproduce.spec import Spec
-from ascendra.harness.store import PointStore, write_text
+from ascendra.harness.store import PointStore, make_dir, write_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ def run_experiment(
     start = time.perf_counter()
     root = result_root(out, quick)
     folder = root / spec.id
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dir(folder)
     store = PointStore(root / ".points")
     points = spec.points(quick)
     jobs = 1 if spec.live else jobs

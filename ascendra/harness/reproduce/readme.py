@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ascendra.errors import UserError
 from ascendra.harness.reproduce.spec import Spec
 from ascendra.harness.store import write_text
 
@@ -20,7 +21,8 @@ of the host that produced them; `all` leaves them out: run each by name.
 
 
 def write_readme(root: Path, specs: list[Spec], quick: bool) -> Path:
-    """Rewrite ``root/README.md`` from the ``summary.md`` of every experiment that has run."""
+    """Rewrite ``root/README.md`` from the ``summary.md`` of every experiment that has run; with none, the index
+    is left as it is (``UserError``), never rewritten empty."""
     parts = [INTRO.strip(), ""]
     if quick:
         parts += ["**Quick variant**: fewer rates and requests; for checking the pipeline, not for conclusions.", ""]
@@ -31,6 +33,8 @@ def write_readme(root: Path, specs: list[Spec], quick: bool) -> Path:
             parts += [summary.read_text().strip(), ""]
         else:
             missing.append(spec.id)
+    if len(missing) == len(specs):
+        raise UserError(f"no experiment results under {root}: {root / 'README.md'} left as it is")
     if missing:
         parts += [f"Not yet run: {', '.join(missing)}.", ""]
     path = root / "README.md"

@@ -12,9 +12,9 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ascendra.harness.config import RunConfig
+from ascendra.harness.progress import new_progress
 from ascendra.harness.reproduce.store import compute_point
 from ascendra.harness.store import PointStore
 
@@ -49,8 +49,7 @@ def run_points(
     todo = missing(configs, store)
     if not todo:
         return 0
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, disable=quiet, transient=True) as progress:
+    with new_progress(console, quiet) as progress:
         task = progress.add_task(description, total=len(todo))
         if jobs <= 1:
             for config in todo:
