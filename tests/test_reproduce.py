@@ -92,6 +92,9 @@ def test_quick_goes_to_its_own_folder(specs: Path, tmp_path: Path) -> None:
     assert result["points"] == 4  # the rate grid's one quick value, the scale grid's two values
     assert (out / "quick" / "tiny" / "points.csv").exists()
     assert not (out / "tiny").exists()
+    summary = (out / "quick" / "tiny" / "summary.md").read_text()
+    stated = "**Quick variant**, which replaces the above with: num_requests = 20; rate/sharegpt: values = [5]."
+    assert stated in summary
 
 
 def test_unknown_experiment_is_a_user_error(specs: Path, tmp_path: Path) -> None:

@@ -72,7 +72,10 @@ def run_experiment(
     configs = {p.config.key(): p.config.to_dict() for p in points}
     write_text(folder / "configs.json", json.dumps(configs, indent=1, sort_keys=True))
     module.plot(table, result.tables, folder / "figure.png")
-    section = [f"## {spec.id}: {spec.title}", "", spec.about.strip(), "", f"![{spec.id}]({spec.id}/figure.png)", ""]
+    section = [f"## {spec.id}: {spec.title}", "", spec.about.strip(), ""]
+    if quick and spec.quick_changes():
+        section += ["**Quick variant**, which replaces the above with: " + "; ".join(spec.quick_changes()) + ".", ""]
+    section += [f"![{spec.id}]({spec.id}/figure.png)", ""]
     section += [result.headline, ""]
     write_text(folder / "summary.md", "\n".join(section))
     return Outcome(spec.id, folder, len(points), computed, time.perf_counter() - start)

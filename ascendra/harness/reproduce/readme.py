@@ -25,7 +25,11 @@ def write_readme(root: Path, specs: list[Spec], quick: bool) -> Path:
     is left as it is (``UserError``), never rewritten empty."""
     parts = [INTRO.strip(), ""]
     if quick:
-        parts += ["**Quick variant**: fewer rates and requests; for checking the pipeline, not for conclusions.", ""]
+        parts += [
+            "**Quick variant**: fewer rates and requests (each experiment states what it ran); for checking the "
+            "pipeline, not for conclusions.",
+            "",
+        ]
     missing = []
     for spec in specs:
         summary = root / spec.id / "summary.md"

@@ -91,6 +91,17 @@ class Spec:
             out += _grid_points(self.id, grid, fixed, quick)
         return out
 
+    def quick_changes(self) -> list[str]:
+        """What the quick variant changes, as ``key = value`` lines (``grid/workload: key = value`` for a grid's
+        per-workload entries), so a quick result states the parameters it really used."""
+        out = [f"{k} = {v!r}" for k, v in self.raw.get("quick", {}).items()]
+        for grid in self.raw.get("grid", []):
+            for workload, table in grid.get("workload", {}).items():
+                for key, value in table.items():
+                    if key.startswith("quick_"):
+                        out.append(f"{grid.get('name', 'main')}/{workload}: {key.removeprefix('quick_')} = {value!r}")
+        return out
+
     @property
     def options(self) -> dict[str, Any]:
         """Kind-specific options (the ``[options]`` table), e.g. the fairness test's significance level."""

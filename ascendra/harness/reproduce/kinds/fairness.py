@@ -70,7 +70,8 @@ def analyze(ctx: RunContext) -> KindResult:
 
 
 def plot(points: pd.DataFrame, tables: dict[str, pd.DataFrame], path: Path) -> None:
-    """Rows: workloads; columns: prompt and output length; one ECDF per group (log-scaled lengths)."""
+    """Rows: workloads; columns: prompt and output length; one ECDF per group (lengths log-scaled when they span
+    decades)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -88,19 +89,27 @@ def plot(points: pd.DataFrame, tables: dict[str, pd.DataFrame], path: Path) -> N
             ax = axes[i][j]
             for group, column in GROUPS.items():
                 values = part[length] if column is None else part.loc[~part[column], length]
-                if len(values) == 0:
+                style_ = {"color": colours[group], "linestyle": "-" if column is None else "--"}
+                if len(values) == 0:  # keep the class in the legend: no violators is a result
+                    ax.plot([], [], label=f"{group} (n=0)", **style_)
                     continue
-                sns.ecdfplot(
-                    x=values,
-                    ax=ax,
-                    color=colours[group],
-                    label=f"{group} (n={len(values)})",
-                    linestyle="-" if column is None else "--",
-                )
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(plt.NullFormatter())
+                sns.ecdfplot(x=values, ax=ax, label=f"{group} (n={len(values)})", **style_)
+            _length_axis(ax, part[length])
             ax.set_xlabel(axis_label)
             ax.set_ylabel("CDF (fraction of requests)" if j == 0 else "")
             ax.set_title(f"{workload} @ {rate:g} QPS ({part['label'].iloc[0]})", fontsize=9)
             ax.legend(fontsize=7, loc="upper left")
     style.save(fig, path)
+
+
+def _length_axis(ax: object, lengths: pd.Series) -> None:
+    """Log-scaled lengths when they span more than a decade and a half (ShareGPT), linear otherwise (LongBench's
+    long prompts sit within one decade, where a log axis shows one tick and squashes the curves)."""
+    import matplotlib.ticker as ticker
+
+    low = max(1.0, float(lengths.min()))
+    if float(lengths.max()) / low > 30:
+        ax.set_xscale("log")  # type: ignore[attr-defined]
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 3.0)))  # type: ignore[attr-defined]
+        ax.xaxis.set_major_formatter(ticker.ScalarFormatter())  # type: ignore[attr-defined]
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())  # type: ignore[attr-defined]

@@ -136,7 +136,7 @@ def plot(points: pd.DataFrame, tables: dict[str, pd.DataFrame], path: Path) -> N
         for g in grids
     }
     ncols = max(len(c) for c in cells.values())
-    fig, axes = plt.subplots(len(grids), ncols, figsize=(3.6 * ncols, 3.1 * len(grids)), squeeze=False)
+    fig, axes = plt.subplots(len(grids), ncols, figsize=(3.6 * ncols + 1.8, 3.1 * len(grids)), squeeze=False)
     colours = style.palette(list(dict.fromkeys(points["label"])))
     for i, grid in enumerate(grids):
         for j in range(ncols):
@@ -165,6 +165,9 @@ def plot(points: pd.DataFrame, tables: dict[str, pd.DataFrame], path: Path) -> N
             ax.set_title(title, fontsize=9)
             ax.set_ylabel("SLO attainment (fraction)" if j == 0 else "")
             ax.yaxis.set_major_locator(plt.MultipleLocator(0.2))
-            handles, labels = ax.get_legend_handles_labels()
-            ax.legend(handles, labels, fontsize=7, loc="lower left" if axis == "rate" else "lower right")
+            ax.get_legend().remove()
+        # One legend per row (its panels share the variants), beside its last panel.
+        last = axes[i][len(cells[grid]) - 1]
+        handles, labels = axes[i][0].get_legend_handles_labels()
+        last.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     style.save(fig, path)
