@@ -25,6 +25,7 @@ from ascendra.gpus import get_gpu
 from ascendra.harness.registry import get_system
 from ascendra.kv_cache import DEFAULT_BLOCK_SIZE
 from ascendra.link import LINKS, get_link, kv_move_time
+from ascendra.metrics.window import parse_span
 from ascendra.models import get_model
 from ascendra.system import ClusterSpec, SystemConfig, check_choices, check_positive, knob
 from workloads.arrivals import ARRIVALS
@@ -57,9 +58,17 @@ class WorkloadConfig:
 class SLOConfig:
     ttft: float = knob(1.0, "TTFT SLO in seconds.")
     tbt: float = knob(0.15, "TBT SLO in seconds.")
+    warmup: str = knob(
+        "0",
+        "Warm-up left out of attainment and latency statistics (the requests still run): seconds after the first "
+        "arrival (30 or 30s) or a share of the first requests (10%).",
+    )
+    cooldown: str = knob("0", "Cool-down, likewise: seconds before the last arrival, or a share of the last requests.")
 
     def __post_init__(self) -> None:
         check_positive(self, ("ttft", "tbt"), {"ttft": "ttft-slo", "tbt": "tbt-slo"})
+        parse_span(self.warmup, "--warmup")
+        parse_span(self.cooldown, "--cooldown")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +146,8 @@ FLAT: dict[str, tuple[str, str]] = {
     **{("workload" if f.name == "name" else f.name): ("workload", f.name) for f in fields(WorkloadConfig)},
     "ttft_slo": ("slo", "ttft"),
     "tbt_slo": ("slo", "tbt"),
+    "warmup": ("slo", "warmup"),
+    "cooldown": ("slo", "cooldown"),
     **{f.name: ("cluster", f.name) for f in fields(ClusterConfig)},
     **{("backend" if f.name == "name" else f.name): ("backend", f.name) for f in fields(BackendConfig)},
 }

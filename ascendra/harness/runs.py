@@ -2,7 +2,8 @@
 
 Backends: ``sim`` (the calibrated simulator), ``engine`` (the project's engine, live), ``vllm-engine`` (the real
 vLLM engine in-process, with its own scheduler) and ``openai`` (any OpenAI-compatible server, loaded by the
-harness's client). The summary row leads with the system label and the rate.
+harness's client). The summary row leads with the system label and the rate; a warm-up or cool-down in the
+config's SLO part applies here, to every backend alike (``ascendra.metrics.window``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ascendra.extras import needs
 from ascendra.harness.config import RunConfig
 from ascendra.harness.workload import slo_of, workload_of
 from ascendra.metrics import run_tables
+from ascendra.metrics.window import summarize_window
 from ascendra.sim.cluster import OnProgress
 
 
@@ -56,6 +58,8 @@ def run_point(
 
         outcome = simulate(config, data_dir, on_progress=on_progress)
         records, summary = outcome.records, outcome.summary
+    slo = config.slo
+    summary = summarize_window(records, slo_of(config), summary, slo.warmup, slo.cooldown)
     return records, {"system": config.label, "rate": config.rate, **summary, **extra}
 
 

@@ -9,7 +9,14 @@ from ascendra.metrics.attainment import (
     tbt_met,
     ttft_met,
 )
-from ascendra.metrics.capacity import CapacityResult, capacity_from_sweep, search_capacity
+from ascendra.metrics.capacity import (
+    CapacityResult,
+    capacity_from_sweep,
+    combined_status,
+    refine_capacity,
+    search_capacity,
+)
+from ascendra.metrics.intervals import Interval, mean_ci, paired_ratio_ci
 from ascendra.metrics.latency import Latencies, latencies, tbt_gaps
 from ascendra.metrics.summary import ATTAINMENT_KEYS, run_tables, summarize
 from ascendra.metrics.throughput import Throughput, throughput
@@ -19,12 +26,17 @@ __all__ = [
     "ATTAINMENT_KEYS",
     "SLO",
     "CapacityResult",
+    "Interval",
     "Latencies",
     "Throughput",
     "attained",
     "attainment",
     "capacity_from_sweep",
+    "combined_status",
     "latencies",
+    "mean_ci",
+    "paired_ratio_ci",
+    "refine_capacity",
     "sarathi_passes",
     "run_tables",
     "search_capacity",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -21,9 +22,18 @@ OUT_HELP = (
     "configs; reruns resume. \\[default: none, nothing written]"
 )
 
+SEEDS_HELP = (
+    "Workload seeds: a range 1-5 or a list 1,3,5. Several seeds run each rate once per seed (in OUT/seed-<n>/) "
+    "and report the mean with a 95% Student-t interval. \\[default: --seed]"
+)
+
 SUMMARY_COLUMNS = [
     ("rate", "QPS"),
+    ("seed", "seed"),
+    ("seeds", "seeds"),
     ("attainment", "attained"),
+    ("attainment_ci_low", "CI low"),
+    ("attainment_ci_high", "CI high"),
     ("attainment_strict_p99", "p99-strict"),
     ("ttft_p50", "TTFT p50"),
     ("ttft_p99", "TTFT p99"),
@@ -32,21 +42,59 @@ SUMMARY_COLUMNS = [
     ("throughput_rps", "req/s"),
     ("offloaded", "offloaded"),
     ("preemptions", "preempts"),
+    ("status", "status"),
 ]
 
+FLOOR_HELP = (
+    "Stop raising the rate once two consecutive rates attain less than this share; the higher rates are rows with "
+    "status skipped. 0 runs every rate."
+)
 
-def _sweep(config: RunConfig, rates: str, out: Path | None, data_dir: Path | None, quiet: bool):
-    from ascendra.harness.sweep import parse_rates, run_sweep
+
+def _seed_list(config: RunConfig, seeds: str | None) -> list[int]:
+    from ascendra.harness.sweep import parse_seeds
+
+    return parse_seeds(seeds) if seeds is not None else [config.workload.seed]
+
+
+def _sweep(
+    config: RunConfig, rates: str, seeds: list[int], out: Path | None, data_dir: Path | None, floor: float, quiet: bool
+):
+    from ascendra.harness.sweep import parse_rates, run_seeds
 
     rate_list = parse_rates(rates)
-    with run_progress(f"{config.label} sweep", len(rate_list), quiet) as bar:
-        table = run_sweep(config, rate_list, out, data_dir, bar.point, bar.requests)
-    return table[table["rate"].isin(rate_list)]
+    with run_progress(f"{config.label} sweep", len(rate_list) * len(seeds), quiet) as bar:
+        return run_seeds(config, seeds, rate_list, out, data_dir, bar.point, bar.requests, floor)
+
+
+def _ci(result: dict[str, object], prefix: str = "") -> str:
+    """`` [low, high]`` of a several-seed capacity, empty otherwise."""
+    low, high = result.get(f"{prefix}ci_low"), result.get(f"{prefix}ci_high")
+    return "" if low is None or high is None else f" [95% CI {low:.2f}, {high:.2f}]"
+
+
+def seeds_text(seeds: list[int]) -> str:
+    """Seeds as the user would type them: ``1-5`` when consecutive, else ``1,3,5``."""
+    consecutive = seeds == list(range(seeds[0], seeds[-1] + 1))
+    return f"{seeds[0]}-{seeds[-1]}" if consecutive and len(seeds) > 2 else ",".join(map(str, seeds))
+
+
+def window_note(config: RunConfig) -> str | None:
+    """The sentence that states a warm-up or cool-down (None without one: every request counts)."""
+    slo = config.slo
+    if slo.warmup == slo.cooldown == "0":
+        return None
+    return (
+        f"warm-up {slo.warmup} and cool-down {slo.cooldown} excluded from attainment and latency statistics "
+        "(counts and throughput cover the whole run)"
+    )
 
 
 def _cell(value: object) -> str:
     """Three significant digits; whole numbers (rates, counts) without decimals."""
     if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
         return str(int(value)) if value.is_integer() else f"{value:.3g}"
     return str(value)
 
@@ -69,29 +117,51 @@ def sweep(
     config: RunConfig,
     data_dir: Path | None,
     rates: Annotated[str, typer.Option(help=RATES_HELP)] = "18:25:1",
+    seeds: Annotated[str | None, typer.Option(help=SEEDS_HELP, show_default=False)] = None,
+    saturation_floor: Annotated[float, typer.Option(help=FLOOR_HELP)] = 0.5,
     out: Annotated[Path | None, typer.Option(help=OUT_HELP)] = None,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Run the system at each rate on the chosen backend (the simulator by default) and report SLO attainment,
     latency percentiles and throughput."""
+    from ascendra.harness.capacity import seed_summary
+    from ascendra.harness.sweep import aggregate_seeds, measured
     from ascendra.metrics import capacity_from_sweep
 
-    table = _sweep(config, rates, out, data_dir, quiet=json_output)
+    seed_list = _seed_list(config, seeds)
+    table = _sweep(config, rates, seed_list, out, data_dir, saturation_floor, quiet=json_output)
+    ran = measured(table)
     if "send_lag_p99" in table:  # backend openai: did the client keep up with each rate?
         from ascendra.harness.loadgen import behind_schedule
 
-        for rate, lag in zip(table["rate"], table["send_lag_p99"], strict=True):
+        for rate, lag in zip(ran["rate"], ran["send_lag_p99"], strict=True):
             if (warning := behind_schedule(float(lag), float(rate))) is not None:
                 stderr.print(warning)
-    capacity = capacity_from_sweep(table["rate"].tolist(), table["attainment"].tolist())
+    if len(seed_list) == 1:
+        result = capacity_from_sweep(ran["rate"].tolist(), ran["attainment"].tolist())
+        capacity: dict[str, object] = {"capacity_qps": result.capacity, "status": result.status}
+        aggregate = None
+    else:
+        parts = [part for _, part in ran.groupby("seed", sort=True)]
+        capacity = seed_summary([capacity_from_sweep(p["rate"].tolist(), p["attainment"].tolist()) for p in parts])
+        aggregate = aggregate_seeds(table, [key for key, _ in SUMMARY_COLUMNS])
     if json_output:
         rows = table.to_dict(orient="records")
-        print_json({"system": config.label, "capacity_qps": capacity.capacity, "rows": rows})
+        extra = {} if aggregate is None else {"seeds": seed_list, "aggregate": aggregate.to_dict(orient="records")}
+        print_json({"system": config.label, **capacity, "rows": rows, **extra})
         return
     c = config.cluster
-    print_summary_table(f"{config.label} on {config.workload.name} ({c.model}, {c.instances}x {c.gpu})", table)
-    shown = "below the swept rates" if capacity.capacity is None else f"{capacity.capacity:.2f} QPS"
-    stdout.print(f"capacity at 90% attainment (paper metric): {shown} ({capacity.status})")
+    title = f"{config.label} on {config.workload.name} ({c.model}, {c.instances}x {c.gpu})"
+    print_summary_table(title, table)
+    if aggregate is not None:
+        print_summary_table(f"{title}, mean over seeds {seeds_text(seed_list)}", aggregate)
+    value = capacity["capacity_qps"]
+    shown = "below the swept rates" if value is None else f"{value:.2f} QPS{_ci(capacity)}"
+    stdout.print(f"capacity at 90% attainment (paper metric): {shown} ({capacity['status']})")
+    if (note := window_note(config)) is not None:
+        stdout.print(note)
+    if (skipped := len(table) - len(ran)) > 0:
+        stdout.print(f"{skipped} point(s) skipped: two consecutive rates attained less than {saturation_floor:.0%}")
     if out is not None:
         stdout.print(f"results in {out}")
 
@@ -114,7 +184,15 @@ def capacity(
     search: Annotated[
         bool, typer.Option(help="Bisect between the lowest and highest rate instead of running every rate.")
     ] = False,
-    tol: Annotated[float, typer.Option(help="Bisection tolerance in QPS (with --search), positive.")] = 0.1,
+    refine: Annotated[
+        bool,
+        typer.Option(
+            help="After the grid, bisect the bracket around the target down to --tol, so the capacity does not "
+            "depend on which rates were swept; both values are reported."
+        ),
+    ] = False,
+    tol: Annotated[float, typer.Option(help="Bisection tolerance in QPS (--search, --refine), positive.")] = 0.1,
+    seeds: Annotated[str | None, typer.Option(help=SEEDS_HELP, show_default=False)] = None,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """The highest rate whose SLO attainment stays at or above the target (goodput capacity)."""
@@ -122,12 +200,36 @@ def capacity(
     from ascendra.harness.sweep import parse_rates
 
     rate_list = parse_rates(rates)
-    points = None if search else len(rate_list)  # a bisection's step count is not known up front
+    seed_list = _seed_list(config, seeds)
+    # A bisection's step count is not known up front.
+    points = None if search or refine else len(rate_list) * len(seed_list)
     with run_progress(f"{config.label} capacity", points, json_output) as bar:
-        result = capacity_of(config, rate_list, out, data_dir, target, slo_metric, search, tol, bar.point, bar.requests)
+        result = capacity_of(
+            config,
+            rate_list,
+            out,
+            data_dir,
+            target,
+            slo_metric,
+            search,
+            tol,
+            bar.point,
+            bar.requests,
+            seeds=seed_list,
+            refine=refine,
+        )
     if json_output:
         print_json(result)
         return
     value = result["capacity_qps"]
-    shown = "none in range" if value is None else f"{value:.2f} QPS"
-    stdout.print(f"{config.label}: capacity {shown} ({result['status']}, {slo_metric} attainment >= {target:.0%})")
+    shown = "none in range" if value is None else f"{value:.2f} QPS{_ci(result)}"
+    over = f", mean over seeds {seeds_text(seed_list)}" if len(seed_list) > 1 else ""
+    stdout.print(
+        f"{config.label}: capacity {shown} ({result['status']}, {slo_metric} attainment >= {target:.0%}{over})"
+    )
+    if refine:
+        fine = result["refined_capacity_qps"]
+        shown = "none in range" if fine is None else f"{fine:.2f} QPS{_ci(result, 'refined_')}"
+        stdout.print(f"{config.label}: refined by bisection to {tol:g} QPS: {shown}")
+    if (note := window_note(config)) is not None:
+        stdout.print(note)
