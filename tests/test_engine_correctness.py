@@ -127,7 +127,7 @@ def test_random_mixed_batches_match_dense_reference(name: str, device: str) -> N
     """Random chunk sizes, batch compositions and a preemption; every new token's logits vs full recompute."""
     cfg = CONFIGS[name]
     weights = dummy_weights(cfg, seed=7, std=0.2, device=device)
-    engine = Engine(cfg, weights, num_blocks=96, block_size=BLOCK, device=device)
+    engine = Engine(cfg, weights, num_blocks=96, block_size=BLOCK, device=device, dtype="fp32")
     blocks = Blocks(96, seed=1)
     rng = random.Random(3)
     requests = [make_request(i, rng.randint(1, 40), rng.randint(1, 12), cfg.shape.vocab, seed=1) for i in range(7)]
@@ -172,7 +172,7 @@ def test_greedy_output_invariant_to_chunking_batching_and_preemption(name: str, 
         return [make_request(i, p, o, cfg.shape.vocab, seed=2) for i, (p, o) in enumerate(lens)]
 
     def engine() -> Engine:
-        return Engine(cfg, weights, num_blocks=64, block_size=BLOCK, device=device)
+        return Engine(cfg, weights, num_blocks=64, block_size=BLOCK, device=device, dtype="fp32")
 
     alone: dict[int, list[int]] = {}
     for r in fresh():

@@ -4,6 +4,10 @@ The batch's tokens are laid out as one flat sequence: every prefill chunk (in or
 Per layer, new K/V go into the cache first; then each prefill chunk attends over its cached context plus its
 own tokens (one SDPA call per chunk, causal with the chunk's offset), and all decodes attend together in one
 padded, masked SDPA call. Masks and gather indices are built once per batch and shared by all layers.
+
+With the ``triton`` backend (the default on CUDA) decodes and chunks with prior context instead read the pool in
+place through their block tables (``triton_attention``); only chunks without context keep SDPA on their fresh
+rows. The CPU keeps the gather + SDPA path (Triton runs on CPU tensors only in its slow interpreter).
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ascendra.engine import triton_attention
 from ascendra.engine.kv_pool import PagedKVCache
+from ascendra.errors import UserError
+
+ATTENTION_BACKENDS = ("auto", "torch", "triton")
 
 
 @dataclass(slots=True)
@@ -36,6 +44,23 @@ class AttentionMetadata:
     decode_start: int  # rows [decode_start, T) are decodes
     decode_block_tables: torch.Tensor | None  # [D, max_blocks], padded with block 0
     decode_mask: torch.Tensor | None  # [D, 1, 1, max_blocks * block_size] bool
+    tiles: triton_attention.PagedTiles | None = None  # triton backend: rows attended in place
+    sliding_window: int | None = None
+
+
+def resolve_backend(backend: str, device: torch.device, head_dim: int, block_size: int) -> str:
+    """``auto`` picks the Triton kernel on CUDA when triton and the shapes allow it, else torch (``triton`` on a
+    CPU device works only under ``TRITON_INTERPRET=1``, for tests)."""
+    if backend not in ATTENTION_BACKENDS:
+        raise UserError(f"unknown attention backend {backend!r}; use one of {', '.join(ATTENTION_BACKENDS)}")
+    fits = triton_attention.supports(head_dim, block_size)
+    if backend == "triton" and not fits:
+        raise UserError(
+            "attention backend 'triton' needs triton installed, a power-of-two block size >= 16 and head_dim >= 16"
+        )
+    if backend == "auto":
+        return "triton" if device.type == "cuda" and fits else "torch"
+    return backend
 
 
 def build_metadata(
@@ -44,9 +69,14 @@ def build_metadata(
     cache: PagedKVCache,
     sliding_window: int | None,
     device: torch.device | str,
+    backend: str = "torch",
+    group: int = 1,
 ) -> AttentionMetadata:
     """Metadata for ``prefills`` [(context, num_tokens, block_table)] followed by ``decodes``
-    [(context, block_table)] (a decode's one new token sits at position ``context``)."""
+    [(context, block_table)] (a decode's one new token sits at position ``context``); ``backend`` is a resolved
+    one (``torch`` or ``triton``), ``group`` the query heads per KV head."""
+    if backend == "triton":
+        return _triton_metadata(prefills, decodes, cache, sliding_window, device, group)
     bs = cache.block_size
     slots: list[int] = []
     segments: list[PrefillSegment] = []
@@ -88,6 +118,47 @@ def build_metadata(
     )
 
 
+def _triton_metadata(
+    prefills: list[tuple[int, int, list[int]]],
+    decodes: list[tuple[int, list[int]]],
+    cache: PagedKVCache,
+    sliding_window: int | None,
+    device: torch.device | str,
+    group: int,
+) -> AttentionMetadata:
+    """Chunks without context keep SDPA on their own rows; everything else becomes kernel tiles (no masks)."""
+    bs = cache.block_size
+    slots: list[int] = []
+    segments: list[PrefillSegment] = []
+    in_place: list[tuple[int, int, int, list[int]]] = []
+    row = 0
+    for context, n, table in prefills:
+        slots.extend(cache.slots(table, context, context + n))
+        if context == 0:
+            mask = None
+            if sliding_window is not None and n > sliding_window:
+                pos = torch.arange(n, device=device)
+                mask = (pos[None, :] <= pos[:, None]) & (pos[None, :] > pos[:, None] - sliding_window)
+            segments.append(PrefillSegment(row, n, 0, torch.empty(0, dtype=torch.long), mask))
+        else:
+            in_place.append((row, n, context, table[: -(-(context + n) // bs)]))
+        row += n
+    decode_start = row
+    for context, table in decodes:
+        slots.extend(cache.slots(table, context, context + 1))
+        in_place.append((row, 1, context, table[: context // bs + 1]))
+        row += 1
+    return AttentionMetadata(
+        slot_mapping=torch.tensor(slots, dtype=torch.long, device=device),
+        prefills=segments,
+        decode_start=decode_start,
+        decode_block_tables=None,
+        decode_mask=None,
+        tiles=triton_attention.build_tiles(in_place, group, device, kv_heads=cache.num_kv_heads) if in_place else None,
+        sliding_window=sliding_window,
+    )
+
+
 def paged_attention(
     layer: int,
     q: torch.Tensor,
@@ -100,6 +171,8 @@ def paged_attention(
     for queries ``q`` [T, heads, head_dim] (already rotated)."""
     cache.write(layer, meta.slot_mapping, k, v)
     out = torch.empty_like(q)
+    if meta.tiles is not None:
+        triton_attention.paged_attention_triton(q, cache.k[layer], cache.v[layer], meta.tiles, out, meta.sliding_window)
     for seg in meta.prefills:
         rows = slice(seg.start, seg.start + seg.num_tokens)
         if seg.context == 0:

@@ -8,13 +8,15 @@ sampled id there before the request's next decode.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from ascendra.batch import Batch, BatchItem
-from ascendra.engine.attention import AttentionMetadata, build_metadata
+from ascendra.engine.attention import AttentionMetadata, build_metadata, resolve_backend
 from ascendra.engine.config import EngineConfig
 from ascendra.engine.kv_pool import PagedKVCache
 from ascendra.engine.model import DecoderModel
@@ -23,6 +25,9 @@ from ascendra.engine.weights import parse_dtype
 from ascendra.errors import UserError
 from ascendra.kv_cache import DEFAULT_BLOCK_SIZE
 from ascendra.request import Request
+
+if TYPE_CHECKING:
+    from ascendra.engine.cuda_graphs import DecodeGraphs
 
 
 @dataclass(slots=True)
@@ -46,20 +51,35 @@ class Engine:
         num_blocks: int,
         block_size: int = DEFAULT_BLOCK_SIZE,
         device: str | torch.device = "cpu",
-        dtype: str | torch.dtype = torch.float32,
+        dtype: str | torch.dtype | None = None,
         temperature: float = 0.0,
         seed: int = 0,
         synthetic_prompts: bool = False,
+        attention_backend: str = "auto",
+        cuda_graphs: bool | None = None,
     ) -> None:
         """``synthetic_prompts``: requests without prompt ids (length-only traces) get seeded random ids derived
-        from their request id instead of being rejected; for performance runs only."""
+        from their request id instead of being rejected; for performance runs only. ``dtype`` defaults to fp32 on
+        CPU and bf16 on CUDA. ``attention_backend``: ``auto`` (Triton in-place paged attention on CUDA, torch
+        gather + SDPA on CPU), ``torch`` or ``triton``. ``cuda_graphs``: replay captured graphs for decode-only
+        steps (CUDA with the Triton backend only; ignored elsewhere); None reads ``ASCENDRA_CUDA_GRAPHS`` (``0``
+        disables them for every engine a CLI builds), default on."""
         self.config = config
         self.device = torch.device(device)
-        self.dtype = parse_dtype(dtype)
+        self.dtype = parse_dtype(dtype if dtype is not None else ("fp32" if self.device.type == "cpu" else "bf16"))
         self.model = DecoderModel(config, weights, self.device, self.dtype)
         self.kv_cache = PagedKVCache(config, num_blocks, block_size, self.device, self.dtype)
         self.sampler = Sampler(temperature, seed, self.device)
         self.synthetic_prompts = synthetic_prompts
+        self.attention_backend = resolve_backend(attention_backend, self.device, config.shape.head_dim, block_size)
+        self._group = config.shape.num_heads // config.shape.num_kv_heads
+        self.graphs: DecodeGraphs | None = None
+        if cuda_graphs is None:
+            cuda_graphs = os.environ.get("ASCENDRA_CUDA_GRAPHS", "1") != "0"
+        if cuda_graphs and self.device.type == "cuda" and self.attention_backend == "triton":
+            from ascendra.engine.cuda_graphs import DecodeGraphs
+
+            self.graphs = DecodeGraphs(self.model, self.kv_cache, self._group)
 
     @property
     def block_size(self) -> int:
@@ -78,8 +98,17 @@ class Engine:
             for item, start in zip(prep.order, prep.starts, strict=True)
             if _emits(item)
         ]
-        rows = torch.tensor([row for _, row in emitting], dtype=torch.long, device=self.device)
-        logits = self.model.forward(prep.input_ids, prep.positions, prep.meta, self.kv_cache, rows)
+        n = len(prep.order)
+        if (
+            self.graphs is not None
+            and not prep.meta.prefills
+            and prep.meta.decode_start == 0
+            and (self.graphs.padded_size(n) is not None)
+        ):
+            logits = self.graphs.run(prep.input_ids, prep.positions, prep.meta)  # decode-only: every row emits
+        else:
+            rows = torch.tensor([row for _, row in emitting], dtype=torch.long, device=self.device)
+            logits = self.model.forward(prep.input_ids, prep.positions, prep.meta, self.kv_cache, rows)
         tokens = self.sampler.sample(logits, [item.request for item, _ in emitting])
         out: dict[int, int | None] = {item.request.id: None for item in batch.items}
         for (item, _), token in zip(emitting, tokens, strict=True):
@@ -182,7 +211,15 @@ class Engine:
                 prefills.append((item.context, item.num_tokens, needed))
             else:
                 decodes.append((item.context, needed))
-        meta = build_metadata(prefills, decodes, self.kv_cache, self.config.sliding_window, self.device)
+        meta = build_metadata(
+            prefills,
+            decodes,
+            self.kv_cache,
+            self.config.sliding_window,
+            self.device,
+            self.attention_backend,
+            self._group,
+        )
         return _Prepared(
             input_ids=torch.tensor(ids, dtype=torch.long, device=self.device),
             positions=torch.tensor(positions, dtype=torch.long, device=self.device),

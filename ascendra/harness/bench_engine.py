@@ -57,6 +57,8 @@ def run_engine_bench(
     seed: int = 0,
     repeats: int = 3,
     num_threads: int | None = None,
+    attention_backend: str = "auto",
+    cuda_graphs: bool | None = None,
 ) -> list[dict[str, Any]]:
     """One row per batch size: B prompts of ``context`` tokens prefilled (whole prompts, at most
     ``max_batch_tokens`` per batch), then ``decode_steps`` decode steps of all B requests.
@@ -65,6 +67,7 @@ def run_engine_bench(
     decode step time in ms and decode tokens/s. Each batch size is measured ``repeats`` times and the medians
     are reported, so a stray stall on a shared machine does not decide the result. ``num_threads`` sets torch's
     CPU thread count for the run (on a busy machine fewer threads than cores avoids oversubscription).
+    ``attention_backend`` and ``cuda_graphs`` go to the ``Engine`` (auto: Triton and graphs on CUDA).
     """
     cfg = resolve_bench_model(model)
     sizes = tuple(batch_sizes)
@@ -91,7 +94,20 @@ def run_engine_bench(
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     try:
-        return _run(cfg, dev, torch_dtype, sizes, context, decode_steps, max_batch_tokens, block_size, seed, repeats)
+        engine_opts = {"attention_backend": attention_backend, "cuda_graphs": cuda_graphs}
+        return _run(
+            cfg,
+            dev,
+            torch_dtype,
+            sizes,
+            context,
+            decode_steps,
+            max_batch_tokens,
+            block_size,
+            seed,
+            repeats,
+            engine_opts,
+        )
     finally:
         torch.set_num_threads(saved_threads)
 
@@ -107,12 +123,13 @@ def _run(
     block_size: int,
     seed: int,
     repeats: int,
+    engine_opts: dict[str, Any],
 ) -> list[dict[str, Any]]:
 
     blocks_per_seq = -(-(context + decode_steps) // block_size)
     num_blocks = max(sizes) * blocks_per_seq
     weights = dummy_weights(cfg, seed=seed, dtype=torch_dtype, device=dev)
-    engine = Engine(cfg, weights, num_blocks, block_size, dev, torch_dtype, synthetic_prompts=True)
+    engine = Engine(cfg, weights, num_blocks, block_size, dev, torch_dtype, synthetic_prompts=True, **engine_opts)
     del weights
     tables = {i: list(range(i * blocks_per_seq, (i + 1) * blocks_per_seq)) for i in range(max(sizes))}
 
@@ -134,6 +151,8 @@ def _run(
                 "dtype": str(torch_dtype).removeprefix("torch."),
                 "num_threads": torch.get_num_threads() if dev.type == "cpu" else None,
                 "num_params": cfg.num_params,
+                "attention_backend": engine.attention_backend,
+                "cuda_graphs": engine.graphs is not None,
                 "batch_size": b,
                 "context": context,
                 "prefill_tokens": b * context,
