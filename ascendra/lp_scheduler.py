@@ -14,13 +14,22 @@ for a lighter iteration or are offloaded.
 After each step the controller asks for the requests at risk (``take_at_risk``): a never-started waiting request
 is at risk when ``waited + max(predicted batch time, predicted prefill time) + margin > TTFT_SLO``. Those leave
 this instance for the high-priority side; no KV state moves because none was allocated.
+
+Chunked (``chunk_tbt`` set, ``--chunked-lp``; off in the paper's system): instead of whole prefills, the
+iteration's decodes are followed by prefill chunks, requests mid-prefill first and then waiting ones by urgency,
+each the largest the performance model predicts keeps the earliest running decode's next token within
+``chunk_tbt`` (the TBT SLO) less the model's error bound for mixed batches, as the decode-aware HP does
+(``ascendra.chunking.add_chunks``); no prompt is too long for the token budget, and the compute cap does not
+apply. A request offloaded from here has never been given a chunk.
 """
 
 from __future__ import annotations
 
 from ascendra.admission import Admission
 from ascendra.batch import Batch
+from ascendra.chunking import add_chunks, decode_slack
 from ascendra.kv_cache import BlockManager
+from ascendra.migration import Migratable
 from ascendra.perfmodel.work import batch_stats
 from ascendra.policy import BasePolicy
 from ascendra.request import Request
@@ -42,15 +51,19 @@ class LowPriorityScheduler(BasePolicy):
         compute_cap_flops: float = float("inf"),
         admission_control: bool = False,
         tbt_budget: float | None = None,
+        chunk_tbt: float | None = None,
     ) -> None:
         super().__init__(blocks, max_num_seqs)
         self.tbt_budget = tbt_budget
+        self.chunk_tbt = chunk_tbt
+        #: Seconds kept off the decode slack for the model's under-prediction of a mixed batch (chunked only).
+        self.tbt_guard = predictor.error_bound("mixed") if chunk_tbt is not None else 0.0
         self.predictor = predictor
         self.ttft_slo = ttft_slo
         self.margin = margin
         self.value = value_function(value_fn, ttft_slo, predictor)
         self.max_batched_tokens = max_batched_tokens
-        self.whole_prefill_budget = max_batched_tokens
+        self.whole_prefill_budget = max_batched_tokens if chunk_tbt is None else None
         self.compute_cap_flops = compute_cap_flops
         self.admission = Admission(ttft_slo, predictor.prefill_time) if admission_control else None
 
@@ -66,6 +79,11 @@ class LowPriorityScheduler(BasePolicy):
     def schedule(self, now: float) -> Batch:
         batch = Batch()
         self._schedule_decodes(batch, now)
+        if self.chunk_tbt is not None:
+            slack = decode_slack((item.request for item in batch.items), self.chunk_tbt, now) - self.tbt_guard
+            order = [*(r for r in self.running if r.in_prefill), *(self._ranked(now) if self.waiting else ())]
+            add_chunks(self, batch, order, slack, self.predictor.perf.predict_stats, self.max_batched_tokens, now)
+            return batch
         if not self.waiting:
             return batch
         budget = self.max_batched_tokens - batch.num_decodes
@@ -100,9 +118,24 @@ class LowPriorityScheduler(BasePolicy):
             self._add_item(batch, request, request.prefill_target, True, now)
         return batch
 
-    def take_at_risk(self, now: float, batch_time: float) -> list[Request]:
-        """Remove and return never-started waiting requests predicted to miss their TTFT here. With admission
-        control, those that would miss it even if started now are dropped (into ``rejected``) instead."""
+    def take_at_risk(
+        self,
+        now: float,
+        batch_time: float,
+        margin: float | None = None,
+        blocked: bool = False,
+    ) -> list[Request]:
+        """Remove and return never-started waiting requests predicted to miss their TTFT here (with ``margin``,
+        default this instance's). With ``blocked`` and TBT admission, so is a request whose whole prefill cannot
+        join the running decodes within the TBT budget (it would wait here for as long as they run). With
+        admission control, those that would miss their TTFT even if started now are dropped (into ``rejected``)
+        instead."""
+        margin = self.margin if margin is None else margin
+        decodes = None
+        if blocked and self.tbt_budget is not None and self.chunk_tbt is None:
+            contexts = [r.num_computed for r in self.running if not r.in_prefill]
+            decodes = batch_stats((), contexts) if contexts else None
+        predict = self.predictor.perf.predict_stats
         at_risk: list[Request] = []
         keep = []
         for request in self.waiting:
@@ -113,9 +146,15 @@ class LowPriorityScheduler(BasePolicy):
             prefill = self.predictor.prefill_time(request)
             if self.admission is not None and self.admission.hopeless(request, now):
                 self._reject(request)
-            elif waited + max(batch_time, prefill) + self.margin > self.ttft_slo:
+            elif waited + max(batch_time, prefill) + margin > self.ttft_slo or (
+                decodes is not None and predict(decodes.with_chunk(request.prefill_target)) > self.tbt_budget
+            ):
                 at_risk.append(request)
             else:
                 keep.append(request)
         self._replace_waiting(keep)
         return at_risk
+
+
+class MigratingLowPriorityScheduler(Migratable, LowPriorityScheduler):
+    """The LP policy with the hooks of a live migration (``--migration``: ``ascendra.rebalance``)."""

@@ -38,6 +38,12 @@ class Predictor:
             value = self._prefill[key] = self.perf.predict_prefill(*key)
         return value
 
+    def error_bound(self, kind: str) -> float:
+        """Seconds a batch of ``kind`` may take beyond its prediction: the held-out under-prediction quantile the
+        fit stored (``meta.fit.residual_ms``, see ``ascendra.perfmodel.fit``); 0 for a model fitted without it."""
+        residual = self.perf.meta.get("fit", {}).get("residual_ms", {}).get(kind, 0.0)
+        return max(0.0, float(residual)) * 1e-3
+
     def prefill_flops(self, tokens: int) -> float:
         """FLOPs of a whole prefill of ``tokens`` tokens (used by the LP compute cap)."""
         value = self._flops.get(tokens)

@@ -46,6 +46,10 @@ only adds the hooks a migration needs (below). The router is Llumnix's global sc
   instance's high-priority requests, so an instance serving one looks busier, gets fewer arrivals and sheds
   normal requests sooner.
 
+The stage machinery (pre-allocation, ``incoming``/``leaving``, stages, aborts) is the core's
+``ascendra.migration`` (``Migratable``, ``Migrator``), which Ascendra's own migration reuses; this module keeps
+Llumnix's policy (load, dispatch, pairing, selection, priorities) and its constants.
+
 The project's hooks (``ascendra.router``): the router sees every instance step (``moves_after``) and uses it as
 its clock. A stage's copy takes ``ClusterSpec.kv_move_time`` (the ``--link`` model the coordinator charges any
 move); a stage that is due completes at the source's next iteration boundary. The destination holds the
@@ -72,14 +76,14 @@ Deviations, each for a reason:
   falls back to recomputing it; Llumnix's pre-allocation checks blocks only.
 - A pair stays busy until the final copy is due (Llumnix's ``migrate_out`` returns once the last stage is sent).
 - Llumnix's auto-scaling (a terminating instance's infinite virtual usage) is out of scope: the cluster is fixed.
-- Simulator only: live engines refuse moves that carry KV (``ascendra.harness.live_run``); once they copy KV
-  pages they would copy the whole cache at the final move, the pre-copy stages being this router's plan.
+- Live (``--backend engine`` and ``serve``), the engines copy the request's whole KV at the final move
+  (``ascendra.live.kv_moves``, timed): the pre-copy stages are this router's plan, charged by the link model, not
+  copies that overlap the source's decoding.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -87,8 +91,9 @@ from ascendra.batch import Batch
 from ascendra.errors import UserError
 from ascendra.instance import Instance
 from ascendra.kv_cache import BlockManager
+from ascendra.migration import Migratable, Migrator
 from ascendra.request import Request
-from ascendra.router import Move, PreCopy
+from ascendra.router import Move
 from ascendra.system import ADMISSION_HELP, BuildContext, Built, System, SystemConfig, knob
 from baselines.sarathi import SarathiScheduler
 
@@ -108,13 +113,10 @@ def high_priority(share: float) -> Callable[[Request], bool] | None:
     return lambda request: math.floor((request.id + 1) * share) > math.floor(request.id * share)
 
 
-class LlumnixScheduler(SarathiScheduler):
-    """Sarathi-Serve plus what a live migration needs from an instance.
-
-    ``incoming``: requests migrating here whose blocks this pool already holds (pre-allocated stage by stage);
-    ``adopt`` continues from them. ``leaving``: running requests in their last migration stage; they sit out the
-    next batch and keep their KV until the router releases them. ``is_high`` (priorities on): high-priority
-    waiting requests are admitted first."""
+class LlumnixScheduler(Migratable, SarathiScheduler):
+    """Sarathi-Serve plus what a live migration needs from an instance (``ascendra.migration.Migratable``:
+    ``incoming``, ``leaving``), with vLLM's watermark as the floor a pre-allocation leaves free. ``is_high``
+    (priorities on): high-priority waiting requests are admitted first."""
 
     def __init__(
         self,
@@ -124,48 +126,9 @@ class LlumnixScheduler(SarathiScheduler):
         is_high: Callable[[Request], bool] | None = None,
     ) -> None:
         super().__init__(blocks, chunk_size, max_num_seqs)
-        self.incoming: list[Request] = []
-        self.leaving: list[Request] = []
         self.is_high = is_high
         #: Blocks a pre-allocation must leave free (vLLM's watermark).
-        self.watermark = int(WATERMARK * blocks.num_blocks)
-
-    def can_reserve(self, request: Request, num_tokens: int) -> bool:
-        """Whether ``num_tokens`` slots for an incoming ``request`` fit above the watermark, with a running slot."""
-        seats = len(self.running) + sum(1 for r in self.incoming if r is not request)
-        extra = self.blocks.extra_blocks(request, num_tokens)
-        return seats < self.max_num_seqs and self.blocks.num_free - extra >= self.watermark
-
-    def reserve(self, request: Request, num_tokens: int) -> None:
-        """Pre-allocate blocks covering ``num_tokens`` slots of an incoming request (grows what it holds)."""
-        self.blocks.grow(request, num_tokens)
-        if not any(r is request for r in self.incoming):
-            self.incoming.append(request)
-
-    def unreserve(self, request: Request) -> None:
-        """An aborted migration: free what was pre-allocated for it."""
-        self.incoming = [r for r in self.incoming if r is not request]
-        if self.blocks.holds(request):
-            self.blocks.free(request)
-
-    def adopt(self, request: Request, now: float) -> None:
-        reserved = any(r is request for r in self.incoming)
-        if reserved:
-            self.incoming = [r for r in self.incoming if r is not request]
-        super().adopt(request, now)
-        if reserved and not any(r is request for r in self.running) and self.blocks.holds(request):
-            self.blocks.free(request)  # fell back to recomputation (or was rejected): no KV held while waiting
-
-    def schedule(self, now: float) -> Batch:
-        leaving = self.leaving
-        if not leaving:
-            return super().schedule(now)
-        held = [r for r in self.running if any(r is x for x in leaving)]
-        self.running = [r for r in self.running if not any(r is x for x in leaving)]
-        try:
-            return super().schedule(now)
-        finally:
-            self.running.extend(held)
+        self.watermark = self.reserve_floor = int(WATERMARK * blocks.num_blocks)
 
     def _admission_order(self, now: float) -> Iterable[Request]:
         if self.is_high is None:
@@ -174,25 +137,9 @@ class LlumnixScheduler(SarathiScheduler):
         return sorted(self.waiting, key=lambda r: not is_high(r))
 
 
-@dataclass(slots=True, eq=False)
-class Migration:
-    """A migration in progress: ``copied`` tokens pre-copied over ``stages`` stages since ``started``; the
-    current stage's copy is done at ``due``; ``leaving``: the last stage is decided, the request stops at the
-    source's next step."""
-
-    request: Request
-    source: Instance
-    target: Instance
-    started: float
-    preemptions: int
-    copied: int = 0
-    stages: int = 0
-    due: float = 0.0
-    leaving: bool = False
-
-
-class LlumnixRouter:
-    """Llumnix's global scheduler and migration coordinator (implements ``ascendra.router.Router``)."""
+class LlumnixRouter(Migrator):
+    """Llumnix's global scheduler and migration coordinator (implements ``ascendra.router.Router``); the stages
+    of each migration are ``ascendra.migration.Migrator``'s."""
 
     def __init__(
         self,
@@ -213,25 +160,16 @@ class LlumnixRouter:
     ) -> None:
         if dispatch not in DISPATCH_POLICIES or policy not in MIGRATION_POLICIES:
             raise UserError(f"unknown dispatch {dispatch!r} or migration policy {policy!r}")
+        super().__init__(move_time, max_stages=max_stages, last_stage_max_blocks=last_stage_max_blocks, precopy=precopy)
         self.instances = instances
-        self.move_time = move_time
         self.migration = migration
         self.period = period
         self.threshold = threshold
         self.defrag = defrag
         self.dispatch = dispatch
         self.policy = policy
-        self.max_stages = max_stages
-        self.last_stage_max_blocks = last_stage_max_blocks
-        self.precopy = precopy
         self.is_high = is_high
         self.headroom = headroom
-        #: Counters: migrations started, migrated, and aborted by reason.
-        self.stats: Counter[str] = Counter()
-        #: Every aborted migration: (request id, reason, stages it had started).
-        self.aborts: list[tuple[int, str, int]] = []
-        self._active: list[Migration] = []
-        self._busy: dict[int, float] = {}  # id(instance) -> until when its last migration's final copy runs
         self._next_pass = 0.0
         self._dispatched = [0] * len(instances)
 
@@ -288,11 +226,7 @@ class LlumnixRouter:
 
     def moves_after(self, instance: Instance, batch: Batch, now: float) -> list[Move]:
         moves: list[Move] = []
-        if self._active:
-            for m in list(self._active):
-                # A stage completes at its source's iteration boundary (or at once if the source is idle).
-                if m.source is instance or m.source.batch is None:
-                    self._advance(m, instance, batch, now, moves)
+        self.advance_migrations(instance, batch, now, moves)
         if self.migration and now >= self._next_pass:
             self._next_pass = now + self.period
             self._pass(instance, batch, now, moves)
@@ -300,22 +234,13 @@ class LlumnixRouter:
 
     # --- migrations -------------------------------------------------------------------------------------------
 
-    def _busy_now(self, node: Instance, now: float) -> bool:
-        if any(m.source is node or m.target is node for m in self._active):
-            return True
-        return self._busy.get(id(node), -INF) > now
-
     def _pass(self, instance: Instance, batch: Batch, now: float, moves: list[Move]) -> None:
         for source, target in self.pairs():
-            if self._busy_now(source, now) or self._busy_now(target, now):
+            if self.migrating(source, now) or self.migrating(target, now):
                 continue
             request = self._select(source)
-            if request is None:
-                continue
-            m = Migration(request, source, target, now, request.preemptions)
-            self._active.append(m)
-            self.stats["started"] += 1
-            self._stage(m, instance, batch, now, moves)
+            if request is not None:
+                self.start_migration(request, source, target, now, instance, batch, moves)
 
     def _select(self, source: Instance) -> Request | None:
         """The request ``source`` migrates out: running, in decode, not already leaving."""
@@ -333,94 +258,6 @@ class LlumnixRouter:
         if self.policy == "LJF":
             return max(candidates, key=lambda r: r.num_computed)
         return min(candidates, key=lambda r: r.num_computed)
-
-    @staticmethod
-    def _computing(node: Instance, instance: Instance, batch: Batch) -> Batch | None:
-        """The batch ``node`` computes now: ``batch`` for the instance that just scheduled it."""
-        return batch if node is instance else node.batch
-
-    def _advance(self, m: Migration, instance: Instance, batch: Batch, now: float, moves: list[Move]) -> None:
-        if m.leaving:
-            self._final(m, instance, batch, now, moves)
-            return
-        if m.request.finished:  # nothing left to copy for: give up at once rather than at the stage's end
-            self._abort(m, "finished")
-            return
-        if now < m.due:
-            return
-        reason = self._abort_reason(m)
-        if reason is not None:
-            self._abort(m, reason)
-            return
-        self._stage(m, instance, batch, now, moves)
-
-    def _abort_reason(self, m: Migration) -> str | None:
-        request = m.request
-        if request.finished:
-            return "finished"
-        if request.preemptions != m.preemptions or not any(r is request for r in m.source.scheduler.running):
-            return "preempted"
-        return None
-
-    def _stage(self, m: Migration, instance: Instance, batch: Batch, now: float, moves: list[Move]) -> None:
-        """Start the next stage: the last one if what is left is small enough, else another pre-copy."""
-        request = m.request
-        blocks = m.source.scheduler.blocks
-        block_size = blocks.block_size
-        copied_blocks = m.copied // block_size
-        # Its block table, as Llumnix reads it: the slot of a decode in flight is already there.
-        incremental = blocks.num_blocks_of(request) - copied_blocks
-        if m.stages >= self.max_stages:
-            self._abort(m, "max stages")
-            return
-        if not self.precopy or incremental <= self.last_stage_max_blocks:
-            computing = self._computing(m.source, instance, batch)
-            if computing is not None and any(item.request is request for item in computing.items):
-                m.leaving = True  # stops after this batch; released at the source's next step
-                m.source.scheduler.leaving.append(request)  # type: ignore[attr-defined]
-                return
-            self._final(m, instance, batch, now, moves)
-            return
-        tokens = (copied_blocks + incremental - 1) * block_size
-        target: LlumnixScheduler = m.target.scheduler  # type: ignore[assignment]
-        if not target.can_reserve(request, tokens):
-            self._abort(m, "destination full")
-            return
-        target.reserve(request, tokens)
-        m.stages += 1
-        m.due = now + self.move_time(tokens - m.copied)
-        m.copied = tokens
-
-    def _final(self, m: Migration, instance: Instance, batch: Batch, now: float, moves: list[Move]) -> None:
-        """The last stage: release the request at its source and move it with the rest of its KV."""
-        request, source = m.request, m.source
-        src: LlumnixScheduler = source.scheduler  # type: ignore[assignment]
-        reason = self._abort_reason(m)
-        target: LlumnixScheduler = m.target.scheduler  # type: ignore[assignment]
-        if reason is None and not target.can_reserve(request, request.num_computed):
-            reason = "destination full"
-        if reason is not None:
-            self._abort(m, reason)
-            return
-        computing = self._computing(source, instance, batch)
-        assert computing is None or all(item.request is not request for item in computing.items)
-        target.reserve(request, request.num_computed)
-        src.leaving = [r for r in src.leaving if r is not request]
-        kv_tokens = src.release(request)
-        self._active.remove(m)
-        due = now + self.move_time(kv_tokens - m.copied)
-        self._busy[id(source)] = self._busy[id(m.target)] = due
-        self.stats["migrated"] += 1
-        moves.append(Move(request, m.target, kv_tokens, source=source, precopy=PreCopy(m.copied, m.started, m.stages)))
-
-    def _abort(self, m: Migration, reason: str) -> None:
-        """Give the migration up: free the destination's blocks; the request stays (or ended) at its source."""
-        m.target.scheduler.unreserve(m.request)  # type: ignore[attr-defined]
-        src: LlumnixScheduler = m.source.scheduler  # type: ignore[assignment]
-        src.leaving = [r for r in src.leaving if r is not m.request]
-        self._active.remove(m)
-        self.stats[f"aborted: {reason}"] += 1
-        self.aborts.append((m.request.id, reason, m.stages))
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,5 +319,4 @@ SYSTEM = System(
     "Llumnix: Sarathi-Serve instances, dispatch by freeness, live migration with a multi-stage pre-copy.",
     LlumnixConfig,
     build,
-    targets=("sim",),
 )

@@ -14,7 +14,8 @@ Each iteration:
 2. Dynamic chunking: the iteration size (decodes + prefill tokens) is the largest candidate whose predicted
    batch time, times a safety factor, fits the slack; the smallest candidate when none does. Candidates are
    Niyama's ``TOKEN_SEARCH_SPACE`` (or ``LOW_MEMORY_TOKEN_SEARCH_SPACE`` when few KV slots are free), searched by
-   bisection: at most four predictions per iteration. The prediction is one prefill chunk on top of the first
+   bisection (``ascendra.chunking.largest_fitting``, shared with Ascendra's decode-aware HP): at most four
+   predictions per iteration. The prediction is one prefill chunk on top of the first
    prefill candidate's context plus the decodes, by Ascendra's performance model (``PerfModel.predict``).
 3. Prefill candidates (running requests mid-prefill and waiting ones) are served in hybrid-priority order, each
    with ``min(remaining prefill, budget left)`` tokens, until the budget is spent. The priority is
@@ -67,6 +68,7 @@ import math
 from dataclasses import dataclass
 
 from ascendra.batch import Batch
+from ascendra.chunking import largest_fitting
 from ascendra.errors import UserError
 from ascendra.kv_cache import BlockManager
 from ascendra.perfmodel import PerfModel
@@ -150,15 +152,14 @@ class NiyamaScheduler(BasePolicy):
         low_memory = self.blocks.num_free * self.blocks.block_size < LOW_MEMORY_FREE_SLOTS
         candidates = self.low_memory_candidates if low_memory else self.candidates
         decodes = len(decode_contexts)
-        best, lo, hi = 0, 0, len(candidates) - 1
-        while lo <= hi and slack > 0:
-            mid = (lo + hi) // 2
-            prefill = max(0, candidates[mid] - decodes)
-            if self.safety_factor * self.predict(prefill, prior, decode_contexts) <= slack:
-                best, lo = mid, mid + 1
-            else:
-                hi = mid - 1
-        return candidates[best]
+        if not slack > 0:
+            return candidates[0]
+
+        def fits(size: int) -> bool:
+            return self.safety_factor * self.predict(max(0, size - decodes), prior, decode_contexts) <= slack
+
+        best = largest_fitting(candidates, fits)
+        return candidates[0 if best is None else best]
 
     # --- the Scheduler contract ---------------------------------------------------------------------------------
 

@@ -36,6 +36,20 @@ sys.path.insert(0, str(Path(__file__).parent / "plugin_example"))
 from ascbench_fcfs import SYSTEM as EXAMPLE  # noqa: E402
 
 ALL: dict[str, System] = {**systems(), EXAMPLE.name: EXAMPLE}
+#: Systems run with knobs other than their defaults, by label: Ascendra's mechanisms beyond the paper.
+VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
+    "ascendra --plus": ("ascendra", {"plus": True}),
+    "ascendra --plus and every mechanism": (
+        "ascendra",
+        {"plus": True, "auto_margin": True, "migration": True, "adaptive_partition": True},
+    ),
+    "ascendra --migration": ("ascendra", {"migration": True}),
+    "ascendra --adaptive-partition --decode-aware-hp": (
+        "ascendra",
+        {"adaptive_partition": True, "decode_aware_hp": True},
+    ),
+    "ascendra --auto-margin --tbt-admission": ("ascendra", {"auto_margin": True, "tbt_admission": True}),
+}
 COST = CostModel.load("llama-3.1-8b", "a100-80gb", 1)
 MAX_PROMPT, MAX_OUTPUT = 600, 60
 
@@ -94,9 +108,10 @@ def _run(name: str, specs: list[RequestSpec], num_blocks: int, transfer=None) ->
 
         return execute
 
-    system = ALL[name]
+    base, knobs = VARIANTS.get(name, (name, {}))
+    system = ALL[base]
     ctx = BuildContext(CLUSTER, lambda: BlockManager(num_blocks), executor)
-    built = system.build(system.config(), ctx)
+    built = system.build(system.config(**knobs), ctx)
     instances.extend(built.instances)
     cluster = Cluster(built.instances, built.router, transfer) if transfer else Cluster(built.instances, built.router)
     return cluster.run(specs)
@@ -106,7 +121,7 @@ def _cost(move: Move, source: Instance) -> float:
     return 0.002 + 1e-5 * move.kv_tokens
 
 
-@pytest.mark.parametrize("name", sorted(ALL))
+@pytest.mark.parametrize("name", sorted(ALL) + list(VARIANTS))
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(specs=workloads(), num_blocks=st.integers(42, 160))
 def test_every_system_keeps_the_contract(name: str, specs: list[RequestSpec], num_blocks: int) -> None:

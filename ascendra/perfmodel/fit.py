@@ -16,6 +16,11 @@ Procedure, per batch kind, on one (model, GPU, TP) configuration:
    absolute terms the normal jitter of a 500 ms batch would look like an outlier next to 10 ms batches.
 5. R^2, RMSE and MAPE on the validation and test splits, computed on *all* their rows (no filtering there, so
    the reported accuracy is not flattered by the filter).
+6. The error bound policies budget for (``residual_ms`` in the model's ``meta.fit``): per kind, the
+   ``RESIDUAL_QUANTILE`` (0.99) quantile of the signed residual ``measured - predicted`` (positive: the batch took
+   longer than predicted) over the held-out validation and test rows, in milliseconds (``Predictor.error_bound``
+   reads it): Ascendra's TBT-bounded chunking keeps it off the decode slack, its migration off the decode
+   budget, and its model-derived offload margin adds it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from ascendra.perfmodel.work import WorkCounter, batch_stats
 MIN_ROWS_PER_KIND = 10
 SPLIT = (0.70, 0.15, 0.15)
 MAD_TO_SIGMA = 1.4826
+#: The quantile of held-out under-prediction stored as the model's error bound (``residual_ms``).
+RESIDUAL_QUANTILE = 0.99
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +164,12 @@ def _outliers(resid: np.ndarray, k: float) -> np.ndarray:
     return np.abs(resid - centre) > k * sigma
 
 
+def residual_quantile(actual: np.ndarray, predicted: np.ndarray, q: float = RESIDUAL_QUANTILE) -> float:
+    """The ``q`` quantile (numpy's linear interpolation) of ``actual - predicted``, seconds; 0 without rows."""
+    resid = np.asarray(actual, dtype=float) - np.asarray(predicted, dtype=float)
+    return float(np.quantile(resid, q)) if resid.size else 0.0
+
+
 def fit(log: pd.DataFrame, seed: int = 0, outlier_k: float = 5.0, per_seq: bool = False) -> tuple[PerfModel, FitReport]:
     """Fit one regression per batch kind on a batch log of a single (model, GPU, TP) configuration.
 
@@ -185,6 +198,7 @@ def fit(log: pd.DataFrame, seed: int = 0, outlier_k: float = 5.0, per_seq: bool 
     coefficients: dict[str, KindCoefficients] = {}
     reports: dict[str, KindReport] = {}
     skipped: dict[str, int] = {}
+    residual_ms: dict[str, float] = {}
     for kind in KINDS:
         idx = np.flatnonzero(log["kind"].to_numpy() == kind)
         if len(idx) == 0:
@@ -206,6 +220,8 @@ def fit(log: pd.DataFrame, seed: int = 0, outlier_k: float = 5.0, per_seq: bool 
         coef = KindCoefficients.from_vector(intercept, weights)
         coefficients[kind] = coef
         val, test = idx[labels == "validation"], idx[labels == "test"]
+        held_out = idx[labels != "train"]
+        residual_ms[kind] = residual_quantile(y_all[held_out], predicted[held_out]) * 1e3
         reports[kind] = KindReport(
             kind=kind,
             n_train=int(len(train) - drop.sum()),
@@ -226,6 +242,8 @@ def fit(log: pd.DataFrame, seed: int = 0, outlier_k: float = 5.0, per_seq: bool 
             "per_seq": per_seq,
             "rows": int(len(log)),
             "test": {k: r.test.to_dict() for k, r in reports.items()},
+            "residual_quantile": RESIDUAL_QUANTILE,
+            "residual_ms": {k: residual_ms[k] for k in reports},
         }
     }
     perf = PerfModel(model_name, gpu_name, tp, gpu.peak_flops, gpu.mem_bandwidth, coefficients, meta, per_seq)
