@@ -70,6 +70,17 @@ class AscendraController:
             self.partition.step(instance, bool(batch), now, self._migrating(now))
         return moves
 
+    def arrivals_elsewhere(self, instance: Instance) -> int | None:
+        """For the simulator's bulk advance (``ascendra.router``): an LP instance is reached only by arrivals
+        (without migration or an adaptive partition), at most one in ``len(low)`` of them in round-robin order, and
+        routing reads only the HP instances; an HP instance receives offloads at any LP step."""
+        if self.rebalancer is not None or self.partition is not None:
+            return None
+        for index, low in enumerate(self.low):
+            if low is instance:
+                return (index - self._next) % len(self.low)
+        return None
+
     def _migrating(self, now: float) -> Callable[[Instance], bool]:
         """Whether an instance takes part in a migration now (never, without ``--migration``)."""
         if self.rebalancer is None:

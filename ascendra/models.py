@@ -1,9 +1,11 @@
 """Model shapes: the one table, and the one shape type, every component reads.
 
 ``ModelSpec`` is the only place a model's shape fields are defined. The cost model's per-op work
-(``ascendra.costmodel.shapes``), KV sizing (``ascendra.kv_cache``), the performance model's work counts and the
+(``ascendra.costmodel.ops``), KV sizing (``ascendra.kv_cache``), the performance model's work counts and the
 engine's config (``EngineConfig.shape``) all read a ``ModelSpec``; a HF ``config.json`` becomes one through
-``ModelSpec.from_hf_dict`` / ``from_hf_config``, so any Llama-family checkpoint's shape can be simulated too.
+``ModelSpec.from_hf_dict`` / ``from_hf_config``, so any Llama-family checkpoint's shape can be simulated too:
+``get_model`` takes a table name or the path of a ``config.json`` (or of a checkpoint folder holding one),
+so a path works wherever a run names its model.
 Each shape field carries its HF ``config.json`` key, the only copy of the mapping between the two spellings.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -170,15 +173,57 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("mistral-7b", "mistralai/Mistral-7B-Instruct-v0.2", 32, 4096, 14336, 32, 8, 128, 32000, 8192),
         # Qwen2.5-14B-Instruct shapes (GQA); served with tensor parallelism 2 by default.
         ModelSpec("qwen-14b", "Qwen/Qwen2.5-14B-Instruct", 48, 5120, 13824, 40, 8, 128, 152064, 8192, default_tp=2),
+        # The public model cards' shapes and context lengths; the default TP is the fewest GPUs that hold the
+        # bf16 weights with room for a KV pool on an 80 GB GPU (KV bytes per token follow from the shape:
+        # Llama-2-13B has no GQA, 800 KiB per token; Yi-34B 240 KiB; Llama-3-70B 320 KiB; Qwen2.5-14B 192 KiB).
+        ModelSpec("llama-2-13b", "meta-llama/Llama-2-13b-chat-hf", 40, 5120, 13824, 40, 40, 128, 32000, 4096),
+        ModelSpec("yi-34b", "01-ai/Yi-34B-Chat", 60, 7168, 20480, 56, 8, 128, 64000, 4096, default_tp=2),
+        ModelSpec(
+            "llama-3-70b",
+            "meta-llama/Meta-Llama-3-70B-Instruct",
+            80,
+            8192,
+            28672,
+            64,
+            8,
+            128,
+            128256,
+            8192,
+            default_tp=4,
+        ),
+        # The same checkpoint as qwen-14b at its full native context and on one GPU.
+        ModelSpec("qwen2.5-14b", "Qwen/Qwen2.5-14B-Instruct", 48, 5120, 13824, 40, 8, 128, 152064, 32768),
         # A tiny model for tests and the CPU engine: same structure, toy sizes.
         ModelSpec("tiny", "ascendra/tiny-llama", 2, 64, 128, 4, 2, 16, 512, 2048),
     )
 }
 
 
+def is_config_path(name: str) -> bool:
+    """Whether a model name is a path to a HF ``config.json`` (or a folder) rather than a table name."""
+    return name not in MODELS and (name.endswith(".json") or "/" in name or Path(name).is_dir())
+
+
 def get_model(name: str) -> ModelSpec:
-    """Look a model up by its short name; unknown names are a user error listing the known ones."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise UserError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
+    """A model by its short name, or the shape of the ``config.json`` at a path (see ``is_config_path``);
+    unknown names are a user error listing the known ones."""
+    spec = MODELS.get(name)
+    if spec is not None:
+        return spec
+    if is_config_path(name):
+        path = Path(name)
+        path = path / "config.json" if path.is_dir() else path
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            raise UserError(f"model config not found: {path}") from None
+        return _config_model(str(path.resolve()), stamp)
+    raise UserError(
+        f"unknown model {name!r}; known models: {', '.join(MODELS)}, or the path of a HF config.json"
+    ) from None
+
+
+@lru_cache(maxsize=32)
+def _config_model(path: str, _stamp: int) -> ModelSpec:
+    """A config file's shape, read once per file version (runs look their model up often)."""
+    return ModelSpec.from_hf_config(path)

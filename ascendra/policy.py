@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from ascendra.admission import Admission
-from ascendra.batch import Batch
+from ascendra.batch import Batch, BatchItem
 from ascendra.errors import UserError
 from ascendra.kv_cache import BlockManager
 from ascendra.request import Request
@@ -52,6 +53,12 @@ class BasePolicy(ABC):
     #: request whose (re)computed prefill could ever exceed it (prompt + output - 1 tokens, the longest
     #: recompute after a preemption) is rejected on arrival instead of blocking the queue forever.
     whole_prefill_budget: int | None = None
+
+    #: The policy's next batch after a decode-only batch of every running request, with nothing waiting, is the
+    #: same decodes less the finished ones for as long as no request reaches the instance: no clock-driven
+    #: choice and no per-iteration state beyond this class's. The simulator then advances such runs in bulk
+    #: (``steady``, ``decode_run``). Only policies that keep this class's ``on_batch_done`` may set it.
+    steady_decodes: bool = False
 
     def __init__(self, blocks: BlockManager, max_num_seqs: int = 128) -> None:
         if max_num_seqs <= 0:
@@ -122,12 +129,105 @@ class BasePolicy(ABC):
         finished: list[Request] = []
         for item in batch.items:
             request = item.request
-            if request.advance(item.num_tokens, now):
-                self.blocks.free(request)
-                finished.append(request)
+            if item.is_prefill:
+                if not request.advance(item.num_tokens, now):
+                    continue
+            else:  # a decode: ``request.advance(1, now)``, inlined on the hot path
+                request.num_computed += 1
+                times = request.token_times
+                times.append(now)
+                if len(times) < request.spec.output_tokens:
+                    continue
+                request.finish_time = now
+            self.blocks.free(request)
+            finished.append(request)
         if finished:
             self.running = [r for r in self.running if r.finish_time is None]
         return finished
+
+    def steady(self, batch: Batch) -> bool:
+        """Whether ``batch``, just scheduled, starts a run of identical decode steps (``steady_decodes``)."""
+        return (
+            self.steady_decodes
+            and not self.waiting
+            and batch.num_prefill_tokens == 0
+            and len(batch.items) == len(self.running)
+        )
+
+    def decode_run(self, batch: Batch, ends_of: RunEnds, log: bool = False) -> DecodeRun:
+        """Advance a run of decode steps exactly as scheduling them one by one would (the simulator's bulk path).
+
+        ``batch`` was just scheduled and ``steady(batch)`` held. Each step of the run decodes one token of every
+        request of ``batch`` that has not finished yet; ``ends_of(contexts, lasts)`` gives when each step ends
+        (step 0 is ``batch``), up to the last that may be reached before something else reaches this instance.
+        A step is only taken while the blocks it needs are free (else its scheduling would preempt, which is
+        left to ``schedule``). Steps ``0..steps`` are completed here (tokens, finishes, KV blocks allocated and
+        freed in the order one-by-one scheduling uses), step ``steps`` too although it is the one left in flight
+        on the clock: nothing that happens while it runs changes its outcome (``steady``, and the router's
+        promise), so its requests are touched once here rather than again when it ends. The returned ``batch``
+        is that step's (empty unless ``log``: nobody reads a batch completed ahead)."""
+        items = batch.items
+        requests = [item.request for item in items]
+        contexts = [item.context for item in items]
+        lasts = [r.spec.output_tokens - len(r.token_times) for r in requests]  # steps each takes part in
+        ends = ends_of(contexts, lasts)
+        horizon = min(len(ends), max(lasts)) - 1  # the last step that could be reached
+        blocks = self.blocks
+        size = blocks.block_size
+        # The steps at which each request needs a new block (its next slot passes the end of its table), and those
+        # after which it leaves; only requests that leave or reach the end of a block within the run have any.
+        grows: dict[int, list[int]] = {}
+        leaves: dict[int, list[int]] = {}
+        eventful = [
+            i
+            for i, (context, last) in enumerate(zip(contexts, lasts, strict=True))
+            if last <= horizon or size - context % size <= horizon
+        ]
+        for i in eventful:
+            context = contexts[i]
+            last = lasts[i] - 1
+            if last < horizon:
+                leaves.setdefault(last, []).append(i)
+            else:
+                last = horizon
+            # Its table holds at least the block of slot ``context + 1``: no new block before this step.
+            if size - context % size <= last:
+                first = blocks.num_blocks_of(requests[i]) * size - context
+                for step in range(first, last + 1, size):
+                    grows.setdefault(step, []).append(i)
+        steps = horizon
+        if grows or leaves:
+            for step in range(1, horizon + 1):
+                freeing = leaves.get(step - 1, ())
+                needing = grows.get(step, ())
+                if needing and len(needing) > blocks.num_free + sum(blocks.num_blocks_of(requests[i]) for i in freeing):
+                    steps = step - 1
+                    break
+                for i in freeing:
+                    blocks.free(requests[i])
+                for i in needing:
+                    blocks.grow(requests[i], contexts[i] + step + 1)
+        if steps == 0:
+            return DecodeRun(0, [], batch)
+        finished: list[Request] = []
+        done = steps + 1  # the steps completed, the one in flight included
+        head = ends[:done]
+        for request, last in zip(requests, lasts, strict=True):
+            if last <= done:  # its last step is among those completed here
+                request.token_times.extend(ends[:last])
+                request.num_computed += last
+                request.finish_time = ends[last - 1]
+                finished.append(request)
+                if last == done:  # its blocks are freed as the step in flight ends, in batch order
+                    blocks.free(request)
+            else:
+                request.token_times.extend(head)
+                request.num_computed += done
+        if finished:
+            self.running = [r for r in self.running if r.finish_time is None]
+        logged = [_decode_step(requests, contexts, lasts, step) for step in range(1, done)] if log else []
+        final = logged.pop() if log else Batch()
+        return DecodeRun(steps, finished, final, logged, ends)
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
@@ -188,27 +288,61 @@ class BasePolicy(ABC):
         self.blocks.grow(request, request.num_computed + num_tokens)
         batch.add(request, num_tokens, is_prefill)
 
-    def _schedule_decodes(self, batch: Batch, now: float) -> None:
+    def _schedule_decodes(self, batch: Batch, now: float, prefilling: list[Request] | None = None) -> None:
         """One decode token for every running request past its prefill, oldest first; when one cannot get a
-        KV slot, preempt the newest running request (possibly itself) until it can."""
+        KV slot, preempt the newest running request (possibly itself) until it can. ``prefilling`` (when given)
+        collects the running requests still in prefill, in running order, sparing the caller another pass (a
+        victim is always popped from the back, never one already passed)."""
         running = self.running
+        block_size = self.blocks.block_size
         try_grow = self.blocks.try_grow
-        add = batch.add
-        i = 0
+        items = batch.items
+        before = len(items)
+        # The KV of the computed tokens is held, so the next slot is in a held block unless the last one is full;
+        # only then may it need a block, and possibly a preemption. Until one does, ``running`` is not changed
+        # under the loop (the common case: a plain ``for``); from that request on, it is walked by index.
+        # A decode always follows the request's prefill, so first_scheduled is already set.
+        for request in running:
+            num_computed = request.num_computed
+            if num_computed < request.prefill_target:
+                if prefilling is not None:
+                    prefilling.append(request)
+            elif num_computed % block_size or try_grow(request, num_computed + 1):
+                items.append(BatchItem(request, 1, num_computed, False))
+            else:
+                self._decodes_preempting(running.index(request), items, prefilling)
+                break
+        batch.num_decodes += len(items) - before
+
+    def _decodes_preempting(self, i: int, items: list[BatchItem], prefilling: list[Request] | None) -> None:
+        """``_schedule_decodes`` from ``running[i]``, a decode that needs a block, on: preempting as needed."""
+        running = self.running
+        block_size = self.blocks.block_size
+        try_grow = self.blocks.try_grow
+        grow_decode = self._grow_decode
         while i < len(running):
             request = running[i]
             i += 1
             num_computed = request.num_computed
             if num_computed < request.prefill_target:
+                if prefilling is not None:
+                    prefilling.append(request)
                 continue
-            while not try_grow(request, num_computed + 1):
-                victim = running.pop()
-                self._preempt(victim)
-                if victim is request:
-                    break
-            else:
-                # A decode always follows the request's prefill, so first_scheduled is already set.
-                add(request, 1, False)
+            if num_computed % block_size or try_grow(request, num_computed + 1) or grow_decode(request, running.pop):
+                items.append(BatchItem(request, 1, num_computed, False))
+
+    def _grow_decode(self, request: Request, pop_victim: Callable[[], Request]) -> bool:
+        """Reserve the KV slot of ``request``'s next decode, preempting ``pop_victim()`` (the newest running
+        request first) until it fits; False when ``request`` itself was preempted. Every policy's decode loop
+        grows through here, so preemption is the same everywhere."""
+        need = request.num_computed + 1
+        try_grow = self.blocks.try_grow
+        while not try_grow(request, need):
+            victim = pop_victim()
+            self._preempt(victim)
+            if victim is request:
+                return False
+        return True
 
     def _preempt(self, request: Request) -> None:
         """Free the request's KV and put it at the front of the waiting queue to be recomputed.
@@ -266,3 +400,32 @@ class BasePolicy(ABC):
 def max_kv_tokens(request: Request) -> int:
     """KV slots a request holds at its longest: the prompt plus every output token but the last."""
     return request.prompt_len + max(0, request.output_len - 1)
+
+
+#: When each step of a decode run ends, given its decodes' contexts at the first step and how many steps each
+#: takes part in (the simulator's cost model and clock; see ``BasePolicy.decode_run``).
+RunEnds = Callable[[list[int], list[int]], list[float]]
+
+
+@dataclass(slots=True)
+class DecodeRun:
+    """What ``BasePolicy.decode_run`` did: steps ``0..steps`` completed (finishing ``finished``), step ``steps``
+    still in flight on the clock as ``batch`` (empty unless logged), and (when asked) the batches of steps
+    ``1..steps - 1`` for a batch log."""
+
+    steps: int
+    finished: list[Request]
+    batch: Batch
+    logged: list[Batch] = field(default_factory=list)
+    #: When each step ends (from ``ends_of``).
+    ends: list[float] = field(default_factory=list)
+
+
+def _decode_step(requests: list[Request], contexts: list[int], lasts: list[int], step: int) -> Batch:
+    """The batch of step ``step`` of a decode run, as scheduling it would have built it (for batch logs)."""
+    batch = Batch()
+    for request, context, last in zip(requests, contexts, lasts, strict=True):
+        if last > step:
+            batch.items.append(BatchItem(request, 1, context + step, False))
+            batch.num_decodes += 1
+    return batch

@@ -2,7 +2,9 @@
 
 A records table has one row per *arrived* request (finished, dropped, cancelled or unfinished), with the
 columns in ``RECORD_COLUMNS``. ``token_times`` holds the absolute time of every output token (the first is the first
-token). Tables are written as Parquet so the token time lists round-trip exactly.
+token); ``slo_class``, ``ttft_slo`` and ``tbt_slo`` are the request's own SLO class and SLOs (None or NaN: the run's
+SLOs, as for every request of a run without classes). Tables are written as Parquet so the token time lists
+round-trip exactly.
 """
 
 from __future__ import annotations
@@ -30,33 +32,40 @@ RECORD_COLUMNS = (
     "offload_time",
     "instances",
     "preemptions",
+    "slo_class",
+    "ttft_slo",
+    "tbt_slo",
 )
-
-
-def record_of(request: Request) -> dict[str, object]:
-    """The record of one request, as a plain dict."""
-    return {
-        "request_id": request.id,
-        "arrival": request.arrival,
-        "prompt_tokens": request.prompt_len,
-        "output_tokens": request.output_len,
-        "first_scheduled": request.first_scheduled,
-        "token_times": list(request.token_times),
-        "finish_time": request.finish_time,
-        "dropped": request.dropped,
-        "cancelled": request.cancelled,
-        "offloaded": request.offload_time is not None,
-        "offload_time": request.offload_time,
-        "instances": ",".join(request.instances),
-        "preemptions": request.preemptions,
-    }
+#: Columns a table written before requests carried SLO classes lacks: the run's SLOs apply to every request.
+_SLO_COLUMNS = ("slo_class", "ttft_slo", "tbt_slo")
 
 
 def records_frame(requests: Iterable[Request]) -> pd.DataFrame:
-    """A records table from live requests, sorted by request id."""
-    rows = [record_of(r) for r in requests]
-    frame = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
-    return frame.sort_values("request_id", ignore_index=True)
+    """A records table from live requests, sorted by request id. Built column by column, without a dict per
+    request: every simulated run ends here."""
+    rows = sorted(requests, key=lambda r: r.spec.request_id)
+    if not rows:  # columns of no values are object columns, as pandas types an empty table
+        return pd.DataFrame([], columns=list(RECORD_COLUMNS))
+    specs = [r.spec for r in rows]
+    columns: dict[str, list[object]] = {
+        "request_id": [s.request_id for s in specs],
+        "arrival": [s.arrival for s in specs],
+        "prompt_tokens": [s.prompt_tokens for s in specs],
+        "output_tokens": [s.output_tokens for s in specs],
+        "first_scheduled": [r.first_scheduled for r in rows],
+        "token_times": [list(r.token_times) for r in rows],
+        "finish_time": [r.finish_time for r in rows],
+        "dropped": [r.dropped for r in rows],
+        "cancelled": [r.cancelled for r in rows],
+        "offloaded": [r.offload_time is not None for r in rows],
+        "offload_time": [r.offload_time for r in rows],
+        "instances": [",".join(r.instances) for r in rows],
+        "preemptions": [r.preemptions for r in rows],
+        "slo_class": [s.slo_class for s in specs],
+        "ttft_slo": [r.ttft_slo for r in rows],
+        "tbt_slo": [r.tbt_slo for r in rows],
+    }
+    return pd.DataFrame(columns, columns=list(RECORD_COLUMNS))
 
 
 def write_records(frame: pd.DataFrame, path: Path) -> None:
@@ -72,6 +81,9 @@ def read_records(path: Path) -> pd.DataFrame:
         raise UserError(f"cannot read records {path}: {exc}") from None
     if "cancelled" not in frame.columns:  # tables written before requests could be cancelled
         frame.insert(list(RECORD_COLUMNS).index("cancelled"), "cancelled", False)
+    for name in _SLO_COLUMNS:
+        if name not in frame.columns:
+            frame[name] = None if name == "slo_class" else float("nan")
     missing = [c for c in RECORD_COLUMNS if c not in frame.columns]
     if missing:
         raise UserError(f"records {path} lack columns: {', '.join(missing)}")

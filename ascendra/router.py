@@ -62,6 +62,12 @@ class Router(Protocol):
         move frees its KV."""
 
 
+# Optional, for the simulator's bulk advance (``ascendra.sim.cluster``): a router may offer
+# ``arrivals_elsewhere(instance) -> int | None``, promising that, while ``instance`` has nothing waiting, no move
+# reaches or leaves it and no routing decision reads its state, and returning how many upcoming arrivals
+# certainly go to other instances before one may reach it (None: no such promise now).
+
+
 class RoundRobinRouter:
     """The baselines' router: arrivals cycle over the instances; nothing ever moves."""
 
@@ -76,3 +82,8 @@ class RoundRobinRouter:
 
     def moves_after(self, instance: Instance, batch: Batch, now: float) -> list[Move]:
         return []
+
+    def arrivals_elsewhere(self, instance: Instance) -> int:
+        """How many upcoming arrivals go to other instances before the next one reaches ``instance`` (this
+        router reads no instance's state and moves nothing: the simulator's bulk advance relies on it)."""
+        return (self.instances.index(instance) - self._next) % len(self.instances)

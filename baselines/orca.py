@@ -34,6 +34,8 @@ RESERVATIONS = ("max-tokens", "max-model-len")
 class OrcaScheduler(BasePolicy):
     """Orca as a policy over a block manager; ``max_model_len`` set: reserve that many slots per request."""
 
+    steady_decodes = True
+
     def __init__(self, blocks: BlockManager, max_num_seqs: int = 128, max_model_len: int | None = None) -> None:
         super().__init__(blocks, max_num_seqs)
         self.max_model_len = max_model_len

@@ -23,11 +23,14 @@ from ascendra.batch import Batch
 from ascendra.errors import UserError
 from ascendra.kv_cache import BlockManager
 from ascendra.policy import BasePolicy
+from ascendra.request import Request
 from ascendra.system import ADMISSION_HELP, BuildContext, Built, System, SystemConfig, knob, round_robin
 
 
 class SarathiScheduler(BasePolicy):
     """Sarathi-Serve (chunked prefill, stall-free hybrid batches) as a policy over a block manager."""
+
+    steady_decodes = True
 
     def __init__(self, blocks: BlockManager, chunk_size: int = 512, max_num_seqs: int = 128) -> None:
         super().__init__(blocks, max_num_seqs)
@@ -38,17 +41,17 @@ class SarathiScheduler(BasePolicy):
     def schedule(self, now: float) -> Batch:
         batch = Batch()
         self._drop_hopeless(now)
-        self._schedule_decodes(batch, now)
+        prefilling: list[Request] = []
+        self._schedule_decodes(batch, now, prefilling)
         budget = self.chunk_size - batch.num_decodes
         if budget <= 0:
             return batch
-        for request in self.running:
-            if request.in_prefill:
-                num_tokens = min(request.remaining_prefill, budget)
-                self._add_item(batch, request, num_tokens, True, now)
-                budget -= num_tokens
-                if budget == 0:
-                    return batch
+        for request in prefilling:
+            num_tokens = min(request.remaining_prefill, budget)
+            self._add_item(batch, request, num_tokens, True, now)
+            budget -= num_tokens
+            if budget == 0:
+                return batch
         if self.waiting:
             self._admit_waiting(batch, budget, now, chunked=True)
         return batch

@@ -27,6 +27,8 @@ from ascendra.system import ADMISSION_HELP, BuildContext, Built, System, SystemC
 class VllmScheduler(BasePolicy):
     """vLLM (v0 default scheduler) as a policy over a block manager."""
 
+    steady_decodes = True
+
     def __init__(self, blocks: BlockManager, max_num_seqs: int = 128, max_num_batched_tokens: int = 8192) -> None:
         super().__init__(blocks, max_num_seqs)
         if max_num_batched_tokens <= 0:

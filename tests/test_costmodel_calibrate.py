@@ -1,4 +1,4 @@
-"""Calibration: its numeric helpers, the FLOP-ratio scaling, and that ../shared reproduces the packaged file."""
+"""Calibration: its numeric helpers, the per-op model, and that ../shared reproduces the packaged file."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import pytest
 from ascendra.costmodel import packaged_path
 from ascendra.costmodel.calibrate import calibrate, default_data_dir, write_json
 from ascendra.costmodel.model import PiecewiseLinear
+from ascendra.costmodel.ops import GEMM_OPS, Problem, layer_problems, lm_head_problem
 from ascendra.costmodel.profiles import read_compute_profile
-from ascendra.costmodel.shapes import LAYER_OPS, distance_to, lm_head_work, ratios_to
 from ascendra.costmodel.tables import EXTEND_TO, compact_table, isotonic, sample, simplify
 from ascendra.errors import UserError
+from ascendra.gpus import get_gpu
 from ascendra.models import ModelSpec, get_model
 
 DATA = default_data_dir()
@@ -62,20 +63,27 @@ def test_compact_table_is_monotone_and_spans_to_the_end() -> None:
     assert PiecewiseLinear(xs, ys)(4096) == pytest.approx(0.1 + 0.001 * 4096, rel=0.05)
 
 
-def test_flop_ratios_of_identical_and_scaled_shapes() -> None:
-    llama31 = get_model("llama-3.1-8b")
-    assert ratios_to(llama31, LLAMA3_8B, 2) == dict.fromkeys(LAYER_OPS, 1.0)
-    assert distance_to(llama31, LLAMA3_8B) == 0.0  # layer count and context length do not enter the work
-    # Llama-3 on Llama-2's profile: GQA halves the QKV projection, the wider MLP adds 14336/11008.
-    r = ratios_to(llama31, LLAMA2_7B, 1)
-    assert r["attn_pre_proj"] == pytest.approx(0.5)
-    assert r["mlp_up_proj"] == r["mlp_down_proj"] == pytest.approx(14336 / 11008)
-    assert r["attn_post_proj"] == r["input_layernorm"] == 1.0
-    # qwen-14b is closer to the Llama-3-8B profile than to Llama-2-7B.
-    qwen = get_model("qwen-14b")
-    assert distance_to(qwen, LLAMA3_8B) < distance_to(qwen, LLAMA2_7B)
-    assert ratios_to(qwen, LLAMA3_8B, 2)["attn_post_proj"] == pytest.approx((5120 / 4096) ** 2)
-    assert lm_head_work(qwen, 2) == 5120 * 152064 / 2
+def test_layer_problems_are_the_per_gpu_gemm_shapes() -> None:
+    """Llama-3-8B at TP 2: QKV 4096 x (16 + 2*4)*128, the SwiGLU up projection 4096 x 14336, down 7168 x 4096."""
+    p = layer_problems(get_model("llama-3.1-8b"), 2)
+    assert (p["attn_pre_proj"].k, p["attn_pre_proj"].n) == (4096, 3072)
+    assert (p["attn_post_proj"].k, p["attn_post_proj"].n) == (2048, 4096)
+    assert (p["mlp_up_proj"].k, p["mlp_up_proj"].n) == (4096, 14336)
+    assert (p["mlp_down_proj"].k, p["mlp_down_proj"].n) == (7168, 4096)
+    assert lm_head_problem(get_model("llama-3.1-8b"), 4).n == 128256 // 4
+    # Layer count and context length never enter an op's problem.
+    assert layer_problems(LLAMA3_8B, 1) == layer_problems(get_model("mistral-7b"), 1)
+
+
+def test_roofline_of_a_gemm_by_hand() -> None:
+    """One token through a 4096 x 28672 GEMM reads its 235 MB of weights: 0.1152 ms at 2.039 TB/s; 4096 tokens
+    are compute-bound: 2 * 4096 * 4096 * 28672 FLOPs at 312 TFLOP/s = 3.084 ms."""
+    gemm, a100 = Problem("mlp_up_proj", 4096, 28672), get_gpu("a100-80gb")
+    one, many = gemm.roofline_ms(np.array([1.0, 4096.0]), a100)
+    assert one == pytest.approx(2 * (4096 + 4096 * 28672 + 28672) / 2.039e12 * 1e3)
+    assert many == pytest.approx(2 * 4096 * 4096 * 28672 / 312e12 * 1e3)
+    norm = Problem("input_layernorm", 4096, 2)
+    assert norm.roofline_ms(np.array([1000.0]), a100)[0] == pytest.approx(1000 * 4096 * 2 * 2 / 2.039e12 * 1e3)
 
 
 def test_valid_tp_requires_even_head_split() -> None:
@@ -94,16 +102,17 @@ def test_packaged_file_is_small_and_machine_independent() -> None:
     assert len(text.encode()) < 200_000
     doc = json.loads(text)
     assert not re.search(r'"(/|[A-Za-z]:\\)', text), "the packaged file must not hold absolute paths"
-    for entry in doc["entries"].values():
-        tables = [(entry["linear_layer"], "tokens"), (entry["lm_head"], "seqs")]
-        if entry["tp"] == 1:
-            assert entry["all_reduce"] is None
-        else:
-            tables.append((entry["all_reduce"], "tokens"))
-        for table, axis in tables:
-            xs, ms = table[axis], table["ms"]
-            assert xs[0] == 1 and xs[-1] == EXTEND_TO and xs == sorted(set(xs)) and len(xs) == len(ms)
-            assert ms == sorted(ms) and ms[0] > 0
+    for section in doc["gpus"].values():
+        assert section["curves"] and section["launch_floor_ms"] > 0
+        for curve in section["curves"]:
+            assert curve["tokens"] == sorted(set(curve["tokens"])) and len(curve["tokens"]) == len(curve["efficiency"])
+            # A GEMM never beats the peak; a small elementwise op can beat HBM when its tensors sit in L2.
+            assert all(0 < e <= (1.0 if curve["op"] in GEMM_OPS else 2.0) for e in curve["efficiency"])
+        assert set(section["all_reduce"]) == {"nvswitch", "pairwise-nvlink"}
+        for tables in section["all_reduce"].values():
+            for table in tables.values():
+                xs, ms = table["bytes"], table["ms"]
+                assert xs[0] == 1 and xs == sorted(set(xs)) and ms == sorted(ms) and ms[0] > 0
 
 
 def _assert_same(a: object, b: object, where: str = "") -> None:
@@ -144,12 +153,20 @@ def test_calibration_from_reference_data_reproduces_the_packaged_file(calibrated
     _assert_same(json.loads(out.read_text()), json.loads(packaged_path().read_text()))
 
 
-def test_calibrated_table_follows_the_profile_it_came_from(calibrated: dict) -> None:
-    """Llama-3.1-8B on A100 uses its own shape's profile unscaled: 1 token ~0.30 ms/layer, 4096 ~8.5 ms/layer."""
-    entries = calibrated["entries"]
-    entry = entries["llama-3.1-8b/a100-80gb/tp1"]
-    assert entry["profile"].endswith("Meta-Llama-3-8B")
-    layer = PiecewiseLinear(entry["linear_layer"]["tokens"], entry["linear_layer"]["ms"])
-    assert 0.25 < layer(1) < 0.35 and 7.5 < layer(4096) < 9.5
-    h100 = entries["llama-3.1-8b/h100-80gb/tp1"]
-    assert h100["profile"].startswith("h100/") and h100["op_scale"]["attn_pre_proj"] == pytest.approx(0.5)
+def test_fitted_model_reproduces_the_profile_it_was_fitted_on(calibrated: dict, tmp_path: Path) -> None:
+    """Llama-3.1-8B on A100 is its own profile's shape: its layer times come back within 3% (1 token ~0.30 ms,
+    4096 ~8.5 ms per layer), whatever the efficiency curves' compaction dropped."""
+    from ascendra.costmodel import CostModel
+
+    out = tmp_path / "cm.json"
+    write_json(calibrated, out)
+    cm = CostModel.load("llama-3.1-8b", "a100-80gb", path=out)
+    profile = read_compute_profile(
+        DATA / "profiles" / "compute" / "a100" / "meta-llama" / "Meta-Llama-3-8B" / "mlp.csv", "llama3"
+    )
+    tokens, ops = profile.tables[1]
+    measured = sum(isotonic(t) for t in ops.values())
+    for n, ms in zip(tokens, measured, strict=True):
+        if n in (1, 64, 512, 1000, 4096, 16384):
+            assert cm.breakdown([(int(n), 0)], []).linear * 1e3 / 32 == pytest.approx(ms, rel=0.03)
+    assert "Meta-Llama-3-8B/tp1" in cm.profile

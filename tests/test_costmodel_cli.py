@@ -48,7 +48,7 @@ def test_cost_model_json_is_one_object_with_every_case() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["--model", "nope"], ["--gpu", "tpu-v5"], ["--model", "tiny", "--tp", "4"]],
+    [["--model", "nope"], ["--gpu", "tpu-v5"], ["--model", "tiny", "--tp", "4"], ["--interconnect", "ethernet"]],
 )
 def test_cost_model_bad_input_exits_2_with_one_line(args: list[str]) -> None:
     result = runner.invoke(app, ["cost-model", *args])
@@ -85,3 +85,16 @@ def test_calibrate_writes_json_and_reports(tmp_path: Path) -> None:
     again = runner.invoke(app, ["calibrate", "--data-dir", str(DATA), "--out", str(out), "--force"])
     assert again.exit_code == 0, again.output
     assert "wrote" in again.output
+
+
+def test_cost_model_reads_a_hf_config_json() -> None:
+    """`--model path/config.json`: Yi-34B (hand-written config) at TP 2, named after its folder."""
+    config = Path(__file__).parent / "data" / "yi-34b" / "config.json"
+    result = runner.invoke(app, ["cost-model", "--model", str(config), "--tp", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert (doc["model"], doc["tp"]) == ("yi-34b", 2)
+    cases = {c["case"]: c for c in doc["cases"]}
+    assert cases["prefill 2048"]["total_ms"] > cases["decode 32 x 1024"]["total_ms"] > 0
+    missing = runner.invoke(app, ["cost-model", "--model", "nowhere/config.json"])
+    assert missing.exit_code == 2 and "model config not found" in missing.output

@@ -10,19 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE_ENV = "ASCENDRA_CACHE_DIR"
+from ascendra.cache import cache_dir
+
 # Bump when the cached content or its meaning changes, so stale entries are never read.
 CACHE_FORMAT = 2  # 2: ShareGPT pairs with an empty reply are dropped
-
-
-def cache_dir() -> Path:
-    """The user cache folder: $ASCENDRA_CACHE_DIR, else the platform's user cache dir for "ascendra"."""
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        return Path(override)
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("ascendra"))
 
 
 def cache_key(**parts: object) -> str:

@@ -3,11 +3,17 @@
 Counts are of the text alone (no special tokens); ``bos`` is the number of tokens the model's tokenizer puts in
 front of a prompt (Llama-3 and Mistral add a BOS token, Qwen does not), which the ShareGPT loader adds to each
 prompt length because the engine prefills it too. The ``tiny`` test model reuses the Llama-3 tokenizer: its ids
-would be taken modulo its 512-entry vocabulary, which leaves every length unchanged.
+would be taken modulo its 512-entry vocabulary, which leaves every length unchanged. Llama-3-70B and
+Qwen2.5-14B share their family's tokenizer exactly. A model without a counter of its own (another table model or
+a ``config.json``) is counted with the counter of the model whose vocabulary size is closest (ratio-wise:
+Llama-2's and Yi's SentencePiece vocabularies go to Mistral's), with a notice on stderr: its lengths are then an
+approximation.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -84,15 +90,35 @@ _BY_MODEL: dict[str, TokenCounter] = {
     "tiny": QuicktokCounter("llama3", bos=1),
     "qwen-14b": QuicktokCounter("qwen3", bos=0),
     "mistral-7b": MistralCounter(),
+    "llama-3-70b": QuicktokCounter("llama3", bos=1),
+    "qwen2.5-14b": QuicktokCounter("qwen3", bos=0),
 }
+#: The models whose own tokenizer a model without one may borrow (``tiny`` reuses Llama-3's).
+_FAMILIES: tuple[str, ...] = ("llama-3.1-8b", "qwen-14b", "mistral-7b")
 
 
 def token_counter(model: str) -> TokenCounter:
-    """The offline token counter of a model from ascendra.models (unknown model -> UserError)."""
-    get_model(model)
-    try:
-        return _BY_MODEL[model]
-    except KeyError:
-        raise UserError(
-            f"no offline tokenizer is known for model {model!r}; models with one: {', '.join(_BY_MODEL)}"
-        ) from None
+    """The offline token counter of a model from ascendra.models or a ``config.json`` path (unknown model ->
+    UserError); a model without its own borrows the closest family's (see the module docstring)."""
+    spec = get_model(model)
+    counter = _BY_MODEL.get(model)
+    if counter is not None:
+        return counter
+    family = closest_family(spec.vocab)
+    _notice(model, family, spec.vocab)
+    return _BY_MODEL[family]
+
+
+def closest_family(vocab: int) -> str:
+    """The model in ``_FAMILIES`` whose vocabulary size is nearest ``vocab`` by ratio."""
+    return min(_FAMILIES, key=lambda name: abs(math.log(vocab / get_model(name).vocab)))
+
+
+@cache
+def _notice(model: str, family: str, vocab: int) -> None:
+    """Say once per model that its lengths are counted with another model's tokenizer."""
+    print(
+        f"ascbench: notice: no tokenizer is known for {model}; counting its tokens with {family}'s "
+        f"(closest vocabulary: {get_model(family).vocab:,} vs {vocab:,} entries)",
+        file=sys.stderr,
+    )

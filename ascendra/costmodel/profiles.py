@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ascendra.costmodel.shapes import LAYER_OPS
+from ascendra.costmodel.ops import LAYER_OPS
 from ascendra.errors import UserError
 from ascendra.models import ModelSpec
 
@@ -86,12 +86,18 @@ def profile_shape(name: str, row: Any, max_tokens: int) -> ModelSpec:
 
 
 def read_all_reduce_profile(path: Path, name: str) -> AllReduceProfile:
-    """Read one ``all_reduce.csv`` (``size`` is the message in bytes, as Vidur's predictor reads it)."""
+    """Read one ``all_reduce.csv`` (``size`` is the message in bytes, as Vidur's predictor reads it).
+
+    Only rows whose workers all sit in one node (``num_workers == devices_per_node``) are kept: a TP group never
+    spans nodes here, and the DGX profiles also hold multi-node rows (e.g. 4 workers over two nodes, ~12x
+    slower)."""
     df = _read_csv(path)
     col = "time_stats.all_reduce.median"
     missing = [c for c in (col, "size", "num_workers") if c not in df.columns]
     if missing:
         raise UserError(f"profile {path} lacks columns: {', '.join(missing)}")
+    if "devices_per_node" in df.columns:
+        df = df[df["num_workers"] == df["devices_per_node"]]
     tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for workers, group in df.groupby("num_workers"):
         med = group.groupby("size")[col].median().sort_index()

@@ -20,6 +20,11 @@ DECODE_CONTEXTS: tuple[int, ...] = (1024, 4096)
 MEASURED_SETUP = ("llama-3.1-8b", "a100-80gb", 1)
 MEASURED_POINTS: tuple[tuple[int, int, float], ...] = ((20, 2000, 26.0), (27, 2000, 30.0))
 MEASURED_TOLERANCE = 0.15
+# Published first-token latencies of Llama-2-70B at batch 1 in FP16 on four A100-80GB SXM GPUs (TP 4) in
+# TensorRT-LLM v0.5 (NVIDIA/TensorRT-LLM, docs/source/performance.md, "Low Latency", A100 GPUs (FP16)):
+# (prompt tokens, measured ms). Its H100 rows are FP8, which the cost model does not model.
+PUBLISHED_70B_SETUP = ("a100-80gb", 4)
+PUBLISHED_70B_POINTS: tuple[tuple[int, float], ...] = ((128, 47.0), (2048, 377.0))
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,12 +69,14 @@ def simplify(x: np.ndarray, y: np.ndarray, rel_tol: float = REL_TOL, abs_tol: fl
     return keep
 
 
-def compact_table(x: np.ndarray, y: np.ndarray, significant: int = 5) -> tuple[list[int], list[float]]:
-    """A measured curve (``x`` ascending token counts >= 1) as a compact monotone table up to ``EXTEND_TO``.
+def compact_table(
+    x: np.ndarray, y: np.ndarray, significant: int = 5, extend_to: int = EXTEND_TO
+) -> tuple[list[int], list[float]]:
+    """A measured curve (``x`` ascending, >= 1) as a compact monotone table from 1 up to ``extend_to``.
 
     Returns integer x and y rounded to ``significant`` digits (still non-decreasing)."""
-    xs = np.unique(np.concatenate([x[x >= 1], [1.0, float(EXTEND_TO)]]).round())
-    xs = xs[xs <= EXTEND_TO]
+    xs = np.unique(np.concatenate([x[x >= 1], [1.0, float(extend_to)]]).round())
+    xs = xs[xs <= extend_to]
     ys = sample(x, y, xs)
     keep = simplify(xs, ys)
     rounded = [float(f"{v:.{significant}g}") for v in ys[keep].tolist()]

@@ -22,7 +22,6 @@ from typing import Any
 import pandas as pd
 
 from ascendra.batch import Batch
-from ascendra.costmodel import CostModel
 from ascendra.errors import UserError
 from ascendra.extras import needs
 from ascendra.harness.build import build_system, one_executor
@@ -47,8 +46,7 @@ EXTRA_COLUMNS: tuple[str, ...] = ("backend", "system", "workload", "rate", "seed
 
 def _sim_log(config: RunConfig, data_dir: Path | None) -> BatchLog:
     """Batches of a simulated run: the executor is the calibrated cost model."""
-    c = config.cluster
-    timer = CostModel.load(c.model, c.gpu, c.tensor_parallel).batch_time
+    timer = config.cost_model().batch_time
     instance: Instance = build_system(config, one_executor(timer)).instances[0]
     instance.batch_log = []
     Cluster([instance], RoundRobinRouter([instance])).run(workload_of(config, data_dir).requests)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ascendra.costmodel import CostModel
 from ascendra.errors import UserError
 from ascendra.harness.build import build_system, one_executor
 from ascendra.harness.config import POLICY_BACKENDS, RunConfig
@@ -33,9 +32,11 @@ def simulate(
     data_dir: Path | None = None,
     workload: Workload | None = None,
     on_progress: OnProgress | None = None,
+    bulk: bool = True,
 ) -> SimOutcome:
     """Run ``config`` on the simulator. The result depends only on the config (and the workload's data);
-    ``on_progress(arrived, total)`` follows the run (a progress bar)."""
+    ``on_progress(arrived, total)`` follows the run (a progress bar). ``bulk=False`` simulates every iteration
+    one by one (the same result, slower: the reference for the bulk advance of decode runs)."""
     if config.backend.name not in POLICY_BACKENDS:
         raise UserError(
             f"--backend {config.backend.name} runs its own scheduler (vLLM's own engine, or the server's), "
@@ -43,9 +44,11 @@ def simulate(
         )
     workload = workload if workload is not None else workload_of(config, data_dir)
     c = config.cluster
-    cost = CostModel.load(c.model, c.gpu, c.tensor_parallel)
+    cost = config.cost_model()
     built = build_system(config, one_executor(cost.batch_time))
-    result = Cluster(built.instances, built.router, c.transfer_time()).run(workload.requests, on_progress)
+    decode_times = cost.decode_run_times if bulk else None
+    cluster = Cluster(built.instances, built.router, c.transfer_time(), decode_times)
+    result = cluster.run(workload.requests, on_progress)
     records, summary = run_tables(result.requests, slo_of(config), workload.num_trimmed)
     summary.update(move_stats(result.moves, get_model(c.model).kv_bytes_per_token(c.tensor_parallel)))
     return SimOutcome(config, workload, result, records, summary)

@@ -18,7 +18,7 @@ from ascendra.batch import Batch
 from ascendra.errors import UserError
 from ascendra.files import write_text
 from ascendra.gpus import get_gpu
-from ascendra.models import get_model
+from ascendra.models import get_model, is_config_path
 from ascendra.perfmodel.features import FEATURES, KINDS, PER_SEQ_FEATURE
 from ascendra.perfmodel.work import BatchStats, WorkCounter, batch_stats
 
@@ -206,18 +206,18 @@ class PerfModel:
 
     @classmethod
     def load(cls, model: str, gpu: str, tp: int | None = None, *, per_seq: bool = False) -> PerfModel:
-        """The shipped coefficients for (model, GPU, TP); TP defaults to the model's default.
+        """The shipped coefficients for (model, GPU, TP); TP defaults to the model's default. A configuration
+        shipped without coefficients (another table model, a ``config.json`` path) gets a fit made on first use
+        and cached (``ascendra.perfmodel.cache``).
 
         ``per_seq`` picks the variant fitted with the per-sequence term instead of the paper's four features."""
         spec = get_model(model)
         get_gpu(gpu)
         tp = spec.default_tp if tp is None else tp
-        name = shipped_name(model, gpu, tp, per_seq)
-        resource = resources.files("ascendra") / "data" / name
-        if not resource.is_file():
-            raise UserError(
-                f"no performance model{' with the per-sequence term' if per_seq else ''} shipped for {model} on "
-                f"{gpu} with TP {tp}; run `ascbench fit-perf-model` on a batch log of that configuration"
-            )
+        resource = resources.files("ascendra") / "data" / shipped_name(model, gpu, tp, per_seq)
+        if is_config_path(model) or not resource.is_file():
+            from ascendra.perfmodel.cache import fit_on_first_use
+
+            return fit_on_first_use(model, gpu, tp, per_seq)
         data = json.loads(resource.read_text())
-        return cls.from_dict(data, source=name)
+        return cls.from_dict(data, source=resource.name)

@@ -16,20 +16,23 @@ bench_app = new_app("Benchmarks of the simulator and the engine.")
 
 @bench_app.command("sim")
 def bench_sim(
-    systems: Annotated[str, typer.Option(help="Comma-separated systems to time.")] = "vllm,sarathi,ascendra",
+    systems: Annotated[str, typer.Option(help="Comma-separated systems to time, or 'all'.")] = "vllm,sarathi,ascendra",
     workload: Annotated[str, typer.Option(help="Workload.")] = "sharegpt",
     num_requests: Annotated[int, typer.Option(help="Requests per run.")] = 2000,
     rate: Annotated[float, typer.Option(help="Request rate (QPS) of the 3-instance cluster.")] = 20.0,
     repeats: Annotated[int, typer.Option(help="Timed repetitions per system (the best is kept).")] = 3,
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Simulated requests per wall-clock second for a 3-instance ShareGPT run (goal: >= 2,000)."""
+    """Simulated requests per wall-clock second for a 3-instance ShareGPT run, and how many iterations the
+    simulator advanced in bulk."""
     from ascendra.harness.config import RunConfig
+    from ascendra.harness.registry import systems as registered
     from ascendra.harness.simulate import simulate
     from ascendra.harness.workload import workload_of
 
+    names = sorted(registered()) if systems.strip() == "all" else [name.strip() for name in systems.split(",")]
     rows = []
-    for system in systems.split(","):
+    for system in names:
         config = RunConfig.from_flat(
             {"system": system.strip(), "workload": workload, "num_requests": num_requests, "rate": rate}
         )
@@ -46,6 +49,7 @@ def bench_sim(
                 "wall_s": best,
                 "requests_per_s": num_requests / best,
                 "batches": sum(i.num_batches for i in outcome.result.instances),
+                "bulk_batches": outcome.result.bulk_steps,
             }
         )
     if json_output:
@@ -54,7 +58,9 @@ def bench_sim(
     for row in rows:
         stdout.print(
             f"{row['system']:>8}: {row['requests_per_s']:8.0f} simulated requests/s "
-            f"({row['requests']} requests, {row['batches']} batches in {row['wall_s']:.3f} s)"
+            f"({row['requests']} requests, {row['batches']} batches in {row['wall_s']:.3f} s, "
+            f"{row['batches'] / row['wall_s']:.0f} batches/s, "
+            f"{row['bulk_batches'] / row['batches']:.0%} advanced in bulk)"
         )
 
 

@@ -20,13 +20,28 @@ def _check_out(out: Path, packaged: Path, force: bool) -> None:
     check_output_file(out, force)
 
 
-def _at(table: dict[str, list[float]] | None, tokens: int) -> float | None:
-    """A calibrated table's value at ``tokens`` (the runtime's interpolation), None for an absent table."""
-    if table is None:
-        return None
-    from ascendra.costmodel.model import PiecewiseLinear
+def _summary(out: Path) -> list[dict[str, Any]]:
+    """Per-layer linear ms at a few token counts and one all-reduce (default interconnect), for every table model,
+    GPU and TP 1/2/4/8."""
+    from ascendra.costmodel.model import CostModel
+    from ascendra.gpus import GPUS
+    from ascendra.models import MODELS
 
-    return PiecewiseLinear(table["tokens"], table["ms"])(tokens)
+    rows = []
+    for model in MODELS.values():
+        for gpu in GPUS:
+            for tp in (t for t in (1, 2, 4, 8) if model.valid_tp(t)):
+                cm = CostModel.load(model, gpu, tp, path=out)
+                layers = model.num_layers
+                ar = cm.breakdown([(512, 0)], []).all_reduce
+                rows.append({
+                    "key": f"{model.name}/{gpu}/tp{tp}",
+                    "profile": cm.profile,
+                    **{f"linear_layer_ms@{n}": cm.breakdown([(n, 0)], []).linear * 1e3 / layers
+                       for n in SUMMARY_TOKENS},
+                    "all_reduce_ms@512": ar * 1e3 / (2 * layers) if tp > 1 else None,
+                })  # fmt: skip
+    return rows
 
 
 @app.command("calibrate")
@@ -48,7 +63,7 @@ def calibrate_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out file.")] = False,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Derive the simulator's cost-model tables from the measured GPU profiles and write them as JSON."""
+    """Fit the simulator's per-operation cost model on the measured GPU profiles and write it as JSON."""
     from ascendra.costmodel.calibrate import calibrate, default_data_dir, write_json
     from ascendra.costmodel.model import packaged_path
     from ascendra.costmodel.review import MEASURED_TOLERANCE, measured_comparison
@@ -58,15 +73,7 @@ def calibrate_cmd(
     _check_out(out, packaged_path(), force)
     doc = calibrate(data_dir)
     size = write_json(doc, out)
-    entries = [
-        {
-            "key": key,
-            "profile": e["profile"],
-            **{f"linear_layer_ms@{n}": _at(e["linear_layer"], n) for n in SUMMARY_TOKENS},
-            "all_reduce_ms@512": _at(e["all_reduce"], 512),
-        }
-        for key, e in doc["entries"].items()
-    ]
+    entries = _summary(out)
     measured = measured_comparison(out)
     result: dict[str, Any] = {"out": str(out), "bytes": size, "entries": entries, "measured": measured}
     if as_json:
@@ -76,14 +83,12 @@ def calibrate_cmd(
 
     table = Table(title=f"Cost model calibrated from {data_dir}: per-layer linear ms at N tokens, one all-reduce")
     table.add_column("model/gpu/tp", no_wrap=True)
-    table.add_column("profile")
     for label in (*(f"layer @{n}" for n in SUMMARY_TOKENS), "AR @512"):
         table.add_column(label, justify="right")
     for e in entries:
         ar = e["all_reduce_ms@512"]
         table.add_row(
             e["key"],
-            e["profile"],
             *(f"{e[f'linear_layer_ms@{n}']:.4f}" for n in SUMMARY_TOKENS),
             "-" if ar is None else f"{ar:.4f}",
         )
@@ -106,26 +111,38 @@ def _print_measured(rows: list[dict[str, Any]], tolerance: float) -> None:
 
 @app.command("cost-model")
 def cost_model_cmd(
-    model: Annotated[str, typer.Option("--model", help="Model name (see ascendra/models.py).")] = "llama-3.1-8b",
+    model: Annotated[
+        str,
+        typer.Option("--model", help="Model name (see ascendra/models.py) or a HF config.json (or its folder)."),
+    ] = "llama-3.1-8b",
     gpu: Annotated[str, typer.Option("--gpu", help="GPU name (see ascendra/gpus.py).")] = "a100-80gb",
     tp: Annotated[int | None, typer.Option("--tp", help="Tensor parallelism \\[default: the model's].")] = None,
     file: Annotated[
         Path | None, typer.Option("--file", help="Calibration JSON to read \\[default: the packaged one].")
     ] = None,
+    interconnect: Annotated[
+        str, typer.Option("--interconnect", help="How the TP group's GPUs are linked: nvswitch or pairwise-nvlink.")
+    ] = "nvswitch",
+    chunked_prefill_cost: Annotated[
+        bool, typer.Option(help="Charge the chunked-prefill overhead (off: the model before it).")
+    ] = True,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Print the simulator's predicted iteration times (by component) and the check against the published point."""
     from ascendra.costmodel.model import CostModel
     from ascendra.costmodel.review import MEASURED_TOLERANCE, review
 
-    cm = CostModel.load(model, gpu, tp, path=file)
+    cm = CostModel.load(model, gpu, tp, path=file, interconnect=interconnect, chunked_prefill=chunked_prefill_cost)
     result = review(cm, file)
     if as_json:
         print_json(result)
         return
     from rich.table import Table
 
-    title = f"Predicted iteration times (ms): {cm.model.name} on {cm.gpu.name}, TP {cm.tp} (profile {cm.profile})"
+    title = (
+        f"Predicted iteration times (ms): {cm.model.name} on {cm.gpu.name}, TP {cm.tp} over {cm.interconnect} "
+        f"(profile {cm.profile})"
+    )
     table = Table(title=title)
     parts = ("linear", "attention", "lm_head", "all_reduce", "overhead", "total")
     table.add_column("iteration", no_wrap=True)

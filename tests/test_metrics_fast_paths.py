@@ -1,0 +1,179 @@
+"""The fast metrics path changes no number: the per-request P99/max gaps are pandas' grouped quantile and max bit for
+bit, the records table built column by column is the row-by-row one (values and dtypes), and whole summaries of
+simulated runs (with drops, preemptions and SLO classes) equal those of the row-by-row, pandas-grouped pipeline
+exactly."""
+
+from __future__ import annotations
+
+import math
+import random
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ascendra.costmodel import CostModel
+from ascendra.harness.registry import systems
+from ascendra.kv_cache import BlockManager
+from ascendra.metrics import SLO, latencies, summarize
+from ascendra.metrics import latency as latency_module
+from ascendra.metrics.attainment import sarathi_passes
+from ascendra.metrics.latency import percentiles
+from ascendra.records import RECORD_COLUMNS, records_frame
+from ascendra.request import Request, RequestSpec
+from ascendra.sim.cluster import Cluster
+from ascendra.system import BuildContext, ClusterSpec
+
+
+def _pandas_tail(gaps: np.ndarray, owner: np.ndarray, n: int, q: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: pandas' grouped quantile (linear) and max per owner."""
+    quantile, largest = np.full(n, np.nan), np.full(n, np.nan)
+    if gaps.size:
+        grouped = pd.Series(gaps).groupby(owner, sort=True)
+        tail = grouped.quantile(q)
+        rows = tail.index.to_numpy()
+        quantile[rows] = tail.to_numpy()
+        largest[rows] = grouped.max().to_numpy()
+    return quantile, largest
+
+
+def _row(request: Request) -> dict[str, object]:
+    """The reference: one request's record as a dict (the table used to be built from these rows)."""
+    return {
+        "request_id": request.id,
+        "arrival": request.arrival,
+        "prompt_tokens": request.prompt_len,
+        "output_tokens": request.output_len,
+        "first_scheduled": request.first_scheduled,
+        "token_times": list(request.token_times),
+        "finish_time": request.finish_time,
+        "dropped": request.dropped,
+        "cancelled": request.cancelled,
+        "offloaded": request.offload_time is not None,
+        "offload_time": request.offload_time,
+        "instances": ",".join(request.instances),
+        "preemptions": request.preemptions,
+        "slo_class": request.spec.slo_class,
+        "ttft_slo": request.ttft_slo,
+        "tbt_slo": request.tbt_slo,
+    }
+
+
+def _row_table(requests: list[Request]) -> pd.DataFrame:
+    frame = pd.DataFrame([_row(r) for r in requests], columns=list(RECORD_COLUMNS))
+    return frame.sort_values("request_id", ignore_index=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 320), min_size=1, max_size=12),
+    q=st.sampled_from([0.99, 0.9, 0.5, 0.0, 1.0]),
+    tied=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_per_request_tail_is_pandas_grouped_quantile(counts: list[int], q: float, tied: bool, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    owner = np.repeat(np.arange(len(counts)), counts)
+    gaps = rng.integers(0, 4, owner.size) * 0.01 if tied else rng.exponential(0.05, owner.size)
+    fast = latency_module._per_request_tail(gaps, owner, len(counts), q)
+    for got, want in zip(fast, _pandas_tail(gaps, owner, len(counts), q), strict=True):
+        assert np.array_equal(got, want, equal_nan=True)
+
+
+def _request(i: int, tokens: list[float], **state: object) -> Request:
+    spec_fields = {k: state.pop(k) for k in ("slo_class", "ttft_slo", "tbt_slo") if k in state}
+    request = Request(RequestSpec(i, 0.1 * i, 10 + i, max(1, len(tokens)), **spec_fields))  # type: ignore[arg-type]
+    request.token_times = tokens
+    for name, value in state.items():
+        setattr(request, name, value)
+    return request
+
+
+@pytest.mark.parametrize("classes", [False, True])
+def test_records_frame_is_the_row_by_row_table(classes: bool) -> None:
+    """Same values and dtypes, whatever is missing where (ids out of order, drops, offloads, SLO classes)."""
+    cls = {"slo_class": "chat", "ttft_slo": 0.5, "tbt_slo": 0.1} if classes else {}
+    requests = [
+        _request(3, [1.0, 1.1], first_scheduled=0.4, finish_time=1.1, instances=["lp0"], **cls),
+        _request(1, [], dropped=True),
+        _request(2, [0.5], first_scheduled=0.3, offload_time=0.25, preemptions=2, instances=["lp1", "hp0"]),
+        _request(0, [0.2, 0.3, 0.45], first_scheduled=0.1, finish_time=0.45, cancelled=True),
+    ]
+    for chosen in (requests, requests[:1], requests[1:2], []):
+        pd.testing.assert_frame_equal(records_frame(chosen), _row_table(chosen), check_exact=True)
+
+
+COST = CostModel.load("llama-3.1-8b", "a100-80gb", 1)
+CLUSTER = ClusterSpec("llama-3.1-8b", "a100-80gb", 1, 3, ttft_slo=0.3, tbt_slo=0.05)
+
+
+def _simulated(name: str, seed: int, num_blocks: int) -> list[Request]:
+    """A run with preemptions (a small pool) and, on odd seeds, two SLO classes."""
+    rng = random.Random(seed)
+    t, specs = 0.0, []
+    for i in range(150):
+        t += rng.expovariate(9.0)
+        cls: dict[str, object] = {}
+        if seed % 2 and i % 3:
+            cls = {"slo_class": "chat", "ttft_slo": 0.2, "tbt_slo": 0.04} if i % 3 == 1 else {"slo_class": "batch"}
+        specs.append(RequestSpec(i, t, rng.randint(1, 1200), rng.randint(1, 300), **cls))  # type: ignore[arg-type]
+    system = systems()[name]
+    ctx = BuildContext(CLUSTER, lambda: BlockManager(num_blocks), lambda _name, _blocks: COST.batch_time)
+    built = system.build(system.config(), ctx)
+    return Cluster(built.instances, built.router, decode_times=COST.decode_run_times).run(specs).requests
+
+
+def _same(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a.keys() == b.keys() and all(
+        a[k] == b[k] or (isinstance(a[k], float) and math.isnan(a[k]) and math.isnan(b[k])) for k in a
+    )
+
+
+@pytest.mark.parametrize("name", ["vllm", "sarathi", "ascendra", "slos-serve"])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_summaries_equal_the_row_by_row_pandas_pipeline(name: str, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exactly equal summaries, every key (per class included): no summation order changed."""
+    requests = _simulated(name, seed, num_blocks=400)
+    assert any(r.preemptions for r in requests) or name == "slos-serve"
+    slo = SLO(0.3, 0.05)
+    fast = summarize(latencies(records_frame(requests)), slo)
+    with monkeypatch.context() as patched:
+        patched.setattr(latency_module, "_per_request_tail", _pandas_tail)
+        reference = summarize(latencies(_row_table(requests)), slo)
+    assert _same(fast, reference)
+    assert any("[" in key for key in fast) == bool(seed % 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.floats(0.0, 1.0) | st.sampled_from([0.0, 0.01, 0.02]), min_size=1, max_size=400))
+def test_one_gap_percentile_call_serves_all(values: list[float]) -> None:
+    """``Latencies.gap_percentiles`` computes P50/P90/P99 in one call and Sarathi-Serve's criterion reads its P99:
+    bit for bit numpy's P99 alone."""
+    gaps = np.array(values)
+    assert np.percentile(gaps, (50.0, 90.0, 99.0))[2] == np.percentile(gaps, 99.0)
+
+
+def test_sarathi_criterion_sits_exactly_at_the_p99_gap() -> None:
+    """The shared P99 is the run's own: a TBT SLO equal to it passes, the next float below fails."""
+    lat = latencies(records_frame(_simulated("sarathi", 2, num_blocks=6000)))
+    p99 = float(np.percentile(lat.gaps, 99.0))
+    assert lat.gap_percentiles() == percentiles(lat.gaps)
+    assert sarathi_passes(lat, SLO(0.3, p99))
+    assert not sarathi_passes(lat, SLO(0.3, float(np.nextafter(p99, 0.0))))
+
+
+def test_flags_stored_as_floats_read_without_warnings() -> None:
+    """A flag column read back as floats with NaN (a concatenated or re-read table) is False where missing."""
+    records = records_frame([_request(i, [0.1 * i + 0.5]) for i in range(3)])
+    records["cancelled"] = [1.0, float("nan"), 0.0]
+    records["offloaded"] = pd.array([True, None, False], dtype="boolean")
+    records["dropped"] = np.array([None, True, False], dtype=object)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = latencies(records).requests
+    assert table["cancelled"].tolist() == [True, False, False]
+    assert table["offloaded"].tolist() == [True, False, False]
+    assert table["dropped"].tolist() == [False, True, False]
