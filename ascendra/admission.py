@@ -1,5 +1,5 @@
 """Admission control, one rule for every system: drop a never-started waiting request once its wait plus its
-predicted prefill exceeds the TTFT SLO, since it can no longer meet it.
+predicted prefill exceeds its TTFT SLO (its own, with SLO classes, else the run's), since it can no longer meet it.
 
 The authors' artifact applies this rule to every system in its admission experiment. The prediction is the
 performance model's (Ascendra's own predictor; the baselines have none of their own and borrow the shipped one
@@ -19,13 +19,14 @@ from ascendra.urgency import Predictor
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """Drops a request whose TTFT SLO is lost: ``waited + prefill_time(request) > ttft_slo``."""
+    """Drops a request whose TTFT SLO is lost: ``waited + prefill_time(request) > TTFT SLO`` (the request's own,
+    else ``ttft_slo``, the run's)."""
 
     ttft_slo: float
     prefill_time: Callable[[Request], float]
 
     def hopeless(self, request: Request, now: float) -> bool:
-        return now - request.arrival + self.prefill_time(request) > self.ttft_slo
+        return now - request.arrival + self.prefill_time(request) > (request.ttft_slo or self.ttft_slo)
 
 
 @lru_cache(maxsize=16)

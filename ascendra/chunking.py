@@ -8,8 +8,9 @@ with ``chunk_within``. All bisect, so a search costs a handful of performance-mo
 time of a batch grows with the tokens added to it (the model's coefficients are non-negative), which is what
 makes bisection exact.
 
-A decode's next token is due ``tbt_slo`` after its last one (``decode_slack``): an iteration that starts now and
-ends within the slack keeps every running request's next token on time.
+A decode's next token is due its TBT SLO after its last one (``decode_slack``; the request's own SLO with SLO
+classes, else the run's): an iteration that starts now and ends within the slack keeps every running request's
+next token on time.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ def largest_fitting(candidates: Sequence[int], fits: Callable[[int], bool]) -> i
 
 
 def decode_slack(decoding: Iterable[Request], tbt_slo: float, now: float) -> float:
-    """Seconds from ``now`` to the earliest next-token deadline (last token + ``tbt_slo``) of the decoding
-    requests; infinite without any."""
-    return min((r.token_times[-1] for r in decoding), default=math.inf) + tbt_slo - now
+    """Seconds from ``now`` to the earliest next-token deadline (last token + its TBT SLO, ``tbt_slo`` for a
+    request without its own) of the decoding requests; infinite without any."""
+    return min((r.token_times[-1] + (r.tbt_slo or tbt_slo) for r in decoding), default=math.inf) - now
 
 
 def chunk_within(

@@ -22,6 +22,9 @@ bound for mixed batches (``Predictor.error_bound``: its held-out P99 under-predi
 A100); prompts are chunked, so none is too long for the token budget. Without decodes the slack is unbounded
 and whole prompts fill the budget. The ticket also needs the arrival's whole prompt to fit one such iteration
 beside the running decodes (its prefill would not stall them: HP decode pressure).
+
+SLOs are per request: urgency and admission use the request's own TTFT SLO and a decode's next token is due its
+own TBT SLO after its last one (``ttft_slo`` and ``decode_tbt``, the run's SLOs, apply to requests without one).
 """
 
 from __future__ import annotations
@@ -86,7 +89,8 @@ class HighPriorityScheduler(BasePolicy):
             return granted
         decodes = batch_stats((), [r.num_computed for r in self.running])
         predicted = self.predictor.perf.predict_stats(decodes.with_chunk(request.prefill_target))
-        return predicted + self.tbt_guard <= self.decode_tbt
+        decode_tbt = self.decode_tbt
+        return predicted + self.tbt_guard <= min(r.tbt_slo or decode_tbt for r in self.running)
 
     def _rank_key(self, request: Request, now: float) -> tuple[int, int, int, float, float]:
         fresh = request.first_scheduled is None

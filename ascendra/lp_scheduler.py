@@ -7,13 +7,17 @@ and the compute cap (``compute_cap`` seconds of the GPU's peak FLOPs); one that 
 next is tried. Requests that were preempted (already started) go before never-started ones.
 
 With ``tbt_budget`` set (``--tbt-admission``, the final paper's rule), a prefill is also skipped when the
-performance model predicts that adding it would make the iteration longer than the budget (the TBT SLO) while
-decodes run in it: the running requests' next tokens stay on time, and prompts too long to fit beside them wait
-for a lighter iteration or are offloaded.
+performance model predicts that adding it would make the iteration longer than the budget (the tightest TBT SLO
+of the decodes in it) while decodes run in it: the running requests' next tokens stay on time, and prompts too
+long to fit beside them wait for a lighter iteration or are offloaded.
 
 After each step the controller asks for the requests at risk (``take_at_risk``): a never-started waiting request
 is at risk when ``waited + max(predicted batch time, predicted prefill time) + margin > TTFT_SLO``. Those leave
 this instance for the high-priority side; no KV state moves because none was allocated.
+
+SLOs are per request: a request of an SLO class is ranked and offloaded by its own TTFT SLO, and the TBT a
+decode must keep is its own; ``ttft_slo`` and the TBT values the policy is built with (the run's SLOs) apply to
+requests without their own.
 
 Chunked (``chunk_tbt`` set, ``--chunked-lp``; off in the paper's system): instead of whole prefills, the
 iteration's decodes are followed by prefill chunks, requests mid-prefill first and then waiting ones by urgency,
@@ -56,6 +60,7 @@ class LowPriorityScheduler(BasePolicy):
         super().__init__(blocks, max_num_seqs)
         self.tbt_budget = tbt_budget
         self.chunk_tbt = chunk_tbt
+        self.steady_decodes = chunk_tbt is None  # whole prefills: decodes run alone while nothing waits
         #: Seconds kept off the decode slack for the model's under-prediction of a mixed batch (chunked only).
         self.tbt_guard = predictor.error_bound("mixed") if chunk_tbt is not None else 0.0
         self.predictor = predictor
@@ -92,6 +97,9 @@ class LowPriorityScheduler(BasePolicy):
         flops_left = self.compute_cap_flops
         timed = self.tbt_budget is not None and batch.num_decodes > 0
         stats = batch_stats(*batch.composition()) if timed else None
+        tbt_budget = self.tbt_budget
+        if timed:
+            tbt_budget = min(item.request.tbt_slo or tbt_budget for item in batch.items)  # type: ignore[type-var]
         chosen: list[Request] = []
         for request in self._ranked(now):
             if seqs_left <= 0 or budget <= 0:
@@ -103,7 +111,7 @@ class LowPriorityScheduler(BasePolicy):
                 continue  # skip what does not fit and try the next (a lone prefill always passes the cap)
             if stats is not None:
                 longer = stats.with_chunk(tokens)
-                if self.predictor.perf.predict_stats(longer) > self.tbt_budget:  # type: ignore[operator]
+                if self.predictor.perf.predict_stats(longer) > tbt_budget:  # type: ignore[operator]
                     continue
                 stats = longer
             chosen.append(request)
@@ -132,9 +140,11 @@ class LowPriorityScheduler(BasePolicy):
         instead."""
         margin = self.margin if margin is None else margin
         decodes = None
-        if blocked and self.tbt_budget is not None and self.chunk_tbt is None:
-            contexts = [r.num_computed for r in self.running if not r.in_prefill]
-            decodes = batch_stats((), contexts) if contexts else None
+        tbt_budget = self.tbt_budget
+        if blocked and tbt_budget is not None and self.chunk_tbt is None:
+            decoding = [r for r in self.running if not r.in_prefill]
+            decodes = batch_stats((), [r.num_computed for r in decoding]) if decoding else None
+            tbt_budget = min((r.tbt_slo or tbt_budget for r in decoding), default=tbt_budget)
         predict = self.predictor.perf.predict_stats
         at_risk: list[Request] = []
         keep = []
@@ -146,8 +156,8 @@ class LowPriorityScheduler(BasePolicy):
             prefill = self.predictor.prefill_time(request)
             if self.admission is not None and self.admission.hopeless(request, now):
                 self._reject(request)
-            elif waited + max(batch_time, prefill) + margin > self.ttft_slo or (
-                decodes is not None and predict(decodes.with_chunk(request.prefill_target)) > self.tbt_budget
+            elif waited + max(batch_time, prefill) + margin > (request.ttft_slo or self.ttft_slo) or (
+                decodes is not None and predict(decodes.with_chunk(request.prefill_target)) > tbt_budget
             ):
                 at_risk.append(request)
             else:

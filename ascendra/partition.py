@@ -123,7 +123,8 @@ class AdaptivePartition:
         return budget is None or all(max_kv_tokens(r) <= budget for r in policy.running)
 
     def loads(self) -> tuple[float, float]:
-        """(HP backlog, LP backlog) in TTFT SLOs."""
+        """(HP backlog, LP backlog) in TTFT SLOs: the run's, a normaliser of the whole cluster's load (with SLO
+        classes too: the switch thresholds are in units of one SLO, not per request)."""
         hp = min((self.backlog(i) for i in self.high), default=0.0)
         lp = sum(self.backlog(i) for i in self.low) / len(self.low) if self.low else 0.0
         return hp / self.ttft_slo, lp / self.ttft_slo

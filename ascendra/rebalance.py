@@ -18,6 +18,10 @@ destination is the instance, of the wanted role, with the lightest predicted dec
 among those where that stays within the TBT SLO (less the error bound), that can pre-allocate its KV and a
 running slot, that are in no other migration and, for an HP, where nothing waits: so a move never makes its
 destination a source. One migration per instance at a time (Llumnix's rule).
+
+With SLO classes the TBT SLO of a set of decodes is the tightest of their own (the run's for a request without
+one): an instance is at risk when its decode iteration exceeds its decodes' tightest TBT, and a destination must
+stay within the tightest of its decodes and the one that moves.
 """
 
 from __future__ import annotations
@@ -45,12 +49,19 @@ class Rebalancer:
     def __init__(self, migrator: Migrator, predictor: Predictor, tbt_slo: float) -> None:
         self.migrator = migrator
         self.predictor = predictor
-        #: The decode iteration a destination may reach: the TBT SLO less the model's decode error bound.
-        self.tbt_budget = tbt_slo - predictor.error_bound("decode")
+        #: The run's TBT SLO (requests without their own) and the model's decode error bound kept off it.
+        self.tbt_slo = tbt_slo
+        self.guard = predictor.error_bound("decode")
+
+    def tbt_budget(self, requests: list[Request]) -> float:
+        """The decode iteration ``requests`` allow: their tightest TBT SLO less the model's decode error bound."""
+        tbt = self.tbt_slo
+        return min((r.tbt_slo or tbt for r in requests), default=tbt) - self.guard
 
     def at_risk(self, node: Instance) -> bool:
-        """Whether a decode-only iteration of ``node``'s running requests is predicted past the budget."""
-        return decode_time(self.predictor, node.scheduler.running) > self.tbt_budget  # type: ignore[attr-defined]
+        """Whether a decode-only iteration of ``node``'s running requests is predicted past their budget."""
+        running: list[Request] = node.scheduler.running  # type: ignore[attr-defined]
+        return decode_time(self.predictor, running) > self.tbt_budget(running)
 
     def moves_after(
         self, instance: Instance, batch: Batch, now: float, low: list[Instance], high: list[Instance], moves: list[Move]
@@ -85,7 +96,7 @@ class Rebalancer:
     def destination(self, request: Request, targets: list[Instance], high: list[Instance]) -> Instance | None:
         """The target with the lightest predicted decode iteration once it takes ``request`` (with what migrates
         there already), within the budget; never one that is itself shedding or an HP where anything waits."""
-        best, best_time = None, self.tbt_budget
+        best, best_time = None, float("inf")
         for node in targets:
             policy: Migratable = node.scheduler  # type: ignore[assignment]
             if self.migrator.sending(node) or not policy.can_reserve(request, request.num_computed + 1):
@@ -96,6 +107,6 @@ class Rebalancer:
                 continue
             running = [*node.scheduler.running, *policy.incoming]  # type: ignore[attr-defined]
             predicted = decode_time(self.predictor, running, request)
-            if predicted <= best_time:
+            if predicted <= best_time and predicted <= self.tbt_budget([*running, request]):
                 best, best_time = node, predicted
         return best

@@ -11,13 +11,19 @@ from ascendra.sampling import Sampling
 class RequestSpec:
     """One request: when it arrives (seconds from the start), how long its prompt is and how many tokens it must
     generate (benchmarks ignore EOS, so the output length is fixed). Prompt token ids are kept when the source
-    has text, so a real engine can run the exact prompt."""
+    has text, so a real engine can run the exact prompt.
+
+    SLOs: a request of an SLO class (``workloads.slo_classes``) carries its class name and its own TTFT/TBT SLOs
+    (seconds); None means the run's SLO (the cluster's, as every policy is built with it)."""
 
     request_id: int
     arrival: float
     prompt_tokens: int
     output_tokens: int
     prompt_ids: tuple[int, ...] | None = None
+    slo_class: str | None = None
+    ttft_slo: float | None = None
+    tbt_slo: float | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -48,10 +54,14 @@ class Request:
     offload_time: float | None = None
     instances: list[str] = field(default_factory=list)
     sampling: Sampling | None = None
+    ttft_slo: float | None = field(init=False)
+    tbt_slo: float | None = field(init=False)
 
     def __post_init__(self) -> None:
         if self.prefill_target == 0:
             self.prefill_target = self.spec.prompt_tokens
+        self.ttft_slo = self.spec.ttft_slo
+        self.tbt_slo = self.spec.tbt_slo
 
     @property
     def id(self) -> int:

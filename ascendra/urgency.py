@@ -2,7 +2,8 @@
 
 The default (``edf``) is the paper's: ``value = 1 / slack`` with ``slack = TTFT_SLO - (waited +
 predicted_prefill)``; a request whose slack is <= 0 has lost its deadline and gets an infinite value. ``basic`` is
-``(1 + waited) / TTFT_SLO / remaining_prompt`` and ``sjf`` is ``1 / remaining_prompt`` (shortest first).
+``(1 + waited) / TTFT_SLO / remaining_prompt`` and ``sjf`` is ``1 / remaining_prompt`` (shortest first). The TTFT
+SLO is the request's own (its SLO class), else the run's.
 
 Predicted prefill times come from Ascendra's performance model and are memoised per (tokens, context), since
 the same prompts are re-ranked after every scheduling step.
@@ -55,13 +56,14 @@ class Predictor:
 
 
 def slack(request: Request, now: float, ttft_slo: float, predictor: Predictor) -> float:
-    """Seconds to spare before the request's TTFT deadline if its prefill started now."""
-    return ttft_slo - (now - request.arrival) - predictor.prefill_time(request)
+    """Seconds to spare before the request's TTFT deadline (its own SLO, else ``ttft_slo``) if its prefill
+    started now."""
+    return (request.ttft_slo or ttft_slo) - (now - request.arrival) - predictor.prefill_time(request)
 
 
 def value_function(name: str, ttft_slo: float, predictor: Predictor) -> Callable[[Request, float], float]:
     """The urgency value of a request at time ``now``: higher is more urgent; ``inf`` means the deadline is lost
-    (edf only)."""
+    (edf only). ``ttft_slo`` is the run's, for requests without their own."""
     if name == "edf":
 
         def edf(request: Request, now: float) -> float:
@@ -70,7 +72,7 @@ def value_function(name: str, ttft_slo: float, predictor: Predictor) -> Callable
 
         return edf
     if name == "basic":
-        return lambda r, now: (1.0 + now - r.arrival) / ttft_slo / max(1, r.remaining_prefill)
+        return lambda r, now: (1.0 + now - r.arrival) / (r.ttft_slo or ttft_slo) / max(1, r.remaining_prefill)
     if name == "sjf":
         return lambda r, now: 1.0 / max(1, r.remaining_prefill)
     raise UserError(f"unknown value function {name!r}; known: {', '.join(VALUE_FUNCTIONS)}")

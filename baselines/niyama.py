@@ -47,8 +47,10 @@ Deviations, with their reasons:
 - Prediction: Ascendra's performance model for this model/GPU/TP instead of Niyama's two hand-fitted linear
   regressions (Llama-3-8B on A100 only); for the same reason the throughput average starts at the model's
   predicted throughput of a prefill of ``max_iteration_tokens`` tokens instead of 8,500 tokens/s.
-- One SLO class (the cluster's TTFT/TBT SLOs): no QoS tiers (Niyama's ``TIER_DEADLINES``, drawn at random per
-  request, and the TTLT tiers' ``execution_threshold_batched`` and ``output_len_pred``).
+- SLO classes: every deadline (priority, relegation, decode deadlines) uses the request's own TTFT/TBT SLOs
+  (``--slo-classes``, drawn per request from the workload seed; the cluster's for a request without its own),
+  which is what Niyama's QoS tiers (``TIER_DEADLINES``) do; the TTLT tiers (``execution_threshold_batched``,
+  ``output_len_pred``) are not modelled.
 - Decodes: all of them run every iteration (Niyama caps them at ``chunk_size``, 512 tokens, which never binds
   with at most 128 sequences), and KV shortage preempts the newest request as vLLM does (Niyama has no
   preemption). A preempted request that had emitted tokens is served first (to resume its decode), as in
@@ -128,19 +130,22 @@ class NiyamaScheduler(BasePolicy):
 
     def decode_deadline(self, request: Request) -> float:
         """When the next token of a decoding request is due."""
+        tbt = request.tbt_slo or self.tbt_slo
         if self.tbt_deadline == "per-token":
-            return request.token_times[-1] + self.tbt_slo
-        anchor = max(request.token_times[0], request.arrival + self.ttft_slo)
-        return anchor + self.tbt_slo * (request.num_generated + 1)
+            return request.token_times[-1] + tbt
+        anchor = max(request.token_times[0], request.arrival + (request.ttft_slo or self.ttft_slo))
+        return anchor + tbt * (request.num_generated + 1)
 
     def priority(self, request: Request) -> float:
         """Hybrid priority (lower first): the TTFT deadline plus a remaining-work term."""
         remaining = request.prefill_target - request.num_computed
-        return request.spec.arrival + self.ttft_slo + self.hybrid_weight * remaining
+        return request.spec.arrival + (request.ttft_slo or self.ttft_slo) + self.hybrid_weight * remaining
 
     def misses_ttft(self, request: Request, now: float) -> bool:
         """Predicted to miss its TTFT at the current prefill-throughput estimate (the relegation test)."""
-        return now + request.remaining_prefill / self.prefill_rate > request.arrival + self.ttft_slo
+        return now + request.remaining_prefill / self.prefill_rate > request.arrival + (
+            request.ttft_slo or self.ttft_slo
+        )
 
     def predict(self, prefill_tokens: int, prior: int, decode_contexts: list[int]) -> float:
         """Predicted seconds of the decodes plus one prefill chunk on top of ``prior`` cached tokens."""

@@ -66,7 +66,9 @@ Deviations, each with its reason:
 - Best-effort prefills are chunked (the code ran a best-effort prompt only whole, which never fits a budget smaller
   than the prompt); KV is reserved per prefill and grown per decode as in the other policies here, while the DP
   keeps the admitted requests' claim on their whole footprint.
-- One TTFT and one TBT SLO per cluster: a single tier (the code's DP state is a count vector over TPOT tiers).
+- SLO classes: a request's prefill deadline is its own TTFT SLO (``--slo-classes``; the cluster's for a request
+  without one), but the TBT is one tier: every batch's time target is the cluster's TBT SLO (``--tbt-slo``, set it
+  to the tightest class's), where the code's DP state is a count vector over TPOT tiers.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ascendra.batch import Batch
+from ascendra.batch import Batch, BatchItem
 from ascendra.errors import UserError
 from ascendra.instance import Instance
 from ascendra.kv_cache import BlockManager
@@ -448,33 +450,36 @@ class SlosServeScheduler(BasePolicy):
 
     def deadline(self, request: Request) -> float:
         """By when its prefill must be computed in the DP: the TTFT deadline less one batch (whole batches)."""
-        return request.arrival + self.ttft_slo - self.budget_time
+        return request.arrival + (request.ttft_slo or self.ttft_slo) - self.budget_time
 
     def decide(self, now: float, new: list[Request]) -> list[Request]:
         """The requests of ``new`` the DP admits next to the SLO tier already here (nothing is changed)."""
         running = self.running
-        offset = self.ttft_slo - self.budget_time  # deadline() of each, inlined: this runs for every arrival
+        ttft, budget = self.ttft_slo, self.budget_time  # deadline() of each, inlined: this runs for every arrival
         decoders = context = 0
         candidates: list[Candidate] = []
         for i in range(self.n_slo_running):
             request = running[i]
             computed, target = request.num_computed, request.prefill_target
             if computed < target:
-                candidates.append((request.spec.arrival + offset, target - computed, 0, True))  # type: ignore[arg-type]
+                deadline = request.spec.arrival + ((request.ttft_slo or ttft) - budget)
+                candidates.append((deadline, target - computed, 0, True))  # type: ignore[arg-type]
                 context += target
             else:
                 decoders += 1
                 context += computed
         for request in self.slo_waiting:
             target = request.prefill_target
-            candidates.append((request.spec.arrival + offset, target - request.num_computed, 0, True))  # type: ignore[arg-type]
+            deadline = request.spec.arrival + ((request.ttft_slo or ttft) - budget)
+            candidates.append((deadline, target - request.num_computed, 0, True))  # type: ignore[arg-type]
             context += target
         first_new = len(candidates)
         blocks_for = self.blocks.blocks_for
         for request in new:
             target = request.prefill_target
             footprint = blocks_for(max_kv_tokens(request))
-            candidates.append((request.spec.arrival + offset, target, footprint, False))  # type: ignore[arg-type]
+            deadline = request.spec.arrival + ((request.ttft_slo or ttft) - budget)
+            candidates.append((deadline, target, footprint, False))  # type: ignore[arg-type]
             context += target
         rate = self.planner.rates(context, self.budget_time, self.slack)
         mem_free = self.blocks.num_blocks - self.slo_blocks
@@ -580,9 +585,11 @@ class SlosServeScheduler(BasePolicy):
         limit = self.budget_time - self.slack
         running = self.running
         try_grow = self.blocks.try_grow
-        add = batch.add
+        block_size = self.blocks.block_size
+        items = batch.items
 
-        # 1. One decode token for every admitted request past its prefill (never stalled).
+        # 1. One decode token for every admitted request past its prefill (never stalled). The KV of the
+        # computed tokens is held, so only a decode whose last block is full may need a block (or a preemption).
         decodes = pairs = 0
         prefilling: list[Request] = []
         i = 0
@@ -593,15 +600,15 @@ class SlosServeScheduler(BasePolicy):
             if num_computed < request.prefill_target:
                 prefilling.append(request)
                 continue
-            while not try_grow(request, num_computed + 1):
-                victim = self._pop_victim()
-                self._preempt(victim)
-                if victim is request:
-                    break
-            else:
-                add(request, 1, False)
+            if (
+                num_computed % block_size
+                or try_grow(request, num_computed + 1)
+                or self._grow_decode(request, self._pop_victim)
+            ):
+                items.append(BatchItem(request, 1, num_computed, False))
                 decodes += 1
                 pairs += num_computed + 1
+        batch.num_decodes += decodes
         acc = [decodes, decodes, pairs, pairs, 0, decodes]
 
         # 2. Admitted prefills in deadline order, each chunk as large as the TBT target allows.
@@ -659,6 +666,7 @@ class SlosServeScheduler(BasePolicy):
             if lo == 0 and not batch:
                 lo = 1
             try_grow = self.blocks.try_grow
+            block_size = self.blocks.block_size
             i = first
             while i < len(running) and lo > 0:
                 request = running[i]
@@ -666,12 +674,11 @@ class SlosServeScheduler(BasePolicy):
                 num_computed = request.num_computed
                 if num_computed < request.prefill_target:
                     continue
-                while not try_grow(request, num_computed + 1):
-                    victim = self._pop_victim()
-                    self._preempt(victim)
-                    if victim is request:
-                        break
-                else:
+                if (
+                    num_computed % block_size
+                    or try_grow(request, num_computed + 1)
+                    or self._grow_decode(request, self._pop_victim)
+                ):
                     batch.add(request, 1, False)
                     lo -= 1
                     acc[0] += 1

@@ -37,6 +37,16 @@ def test_json_summary(records_path: Path) -> None:
         assert key in out
 
 
+def test_ci_adds_percentile_intervals(records_path: Path) -> None:
+    args = ["metrics", str(records_path), "--ttft-slo", "1.0", "--tbt-slo", "0.15", "--json", "--ci"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    # One TTFT (0.5 s) and two equal gaps (0.1 s): every interval collapses onto the value.
+    assert out["ttft_p99_ci_low"] == out["ttft_p99_ci_high"] == pytest.approx(0.5)
+    assert out["tbt_p50_ci_low"] == pytest.approx(0.1) and out["tbt_p99_ci_high"] == pytest.approx(0.1)
+
+
 def test_table_summary(records_path: Path) -> None:
     result = runner.invoke(app, ["metrics", str(records_path), "--ttft-slo", "1", "--tbt-slo", "0.15"])
     assert result.exit_code == 0, result.output

@@ -42,7 +42,7 @@ def rec(
 def frame(rows: list[dict[str, object]]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     table.insert(0, "request_id", range(len(rows)))
-    return table[list(RECORD_COLUMNS)]
+    return table.reindex(columns=list(RECORD_COLUMNS))  # no SLO class columns: the run's SLOs
 
 
 # 0 finished, 1 single-token, 2 dropped, 3 unfinished (2 of 5 tokens), 4 preempted (recompute stall of 1 s)

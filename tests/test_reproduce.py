@@ -97,6 +97,17 @@ def test_quick_goes_to_its_own_folder(specs: Path, tmp_path: Path) -> None:
     assert stated in summary
 
 
+def test_seeds_replace_the_specs_and_give_intervals(specs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    result = _run(specs, out, "--quick", "--jobs", "1", "--seeds", "1-2")["experiments"][0]
+    assert result["points"] == 8  # the quick grid's 4 points, once per seed
+    caps = pd.read_csv(out / "quick" / "tiny" / "capacity.csv")
+    assert (caps["seeds"] == 2).all() and {"ci_low", "ci_high"} <= set(caps.columns)
+    assert "Workload seeds 1,2" in (out / "quick" / "tiny" / "summary.md").read_text()
+    bad = CliRunner().invoke(app, ["reproduce", "tiny", "--specs", str(specs), "--out", str(out), "--seeds", "2-1"])
+    assert bad.exit_code == 2 and "bad --seeds" in bad.output
+
+
 def test_unknown_experiment_is_a_user_error(specs: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["reproduce", "nope", "--specs", str(specs), "--out", str(tmp_path)])
     assert result.exit_code == 2
@@ -116,4 +127,4 @@ def test_shipped_specs_are_valid() -> None:
     specs = load_specs()
     assert "goodput" in specs
     for spec in specs.values():
-        assert spec.points(quick=True) or spec.kind == "perf-model"
+        assert spec.points(quick=True) or spec.kind in ("perf-model", "sim-validation")  # kinds without a grid

@@ -4,13 +4,16 @@ found by bisection; over several seeds, the mean capacity with its Student-t int
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import asdict
 from pathlib import Path
+
+import pandas as pd
 
 from ascendra.errors import UserError
 from ascendra.harness.config import POLICY_BACKENDS, RunConfig
 from ascendra.harness.runs import run_point
-from ascendra.harness.sweep import SweepDir, run_sweep, seed_folder
+from ascendra.harness.sweep import SweepDir, seed_folder, seed_tables
 from ascendra.metrics import (
     ATTAINMENT_KEYS,
     CapacityResult,
@@ -82,16 +85,16 @@ def _one_seed(
     refine: bool,
     on_point: Callable[[float], None] | None,
     on_progress: OnProgress | None,
+    grid: pd.DataFrame | None,
 ) -> tuple[CapacityResult, CapacityResult | None]:
-    """The grid (or searched) capacity of one config and, with ``refine``, its bisected refinement."""
+    """The grid (``grid``: the seed's sweep table) or searched capacity of one config and, with ``refine``, its
+    bisected refinement (bisection steps run here, one after the other)."""
     store = SweepDir(out, config) if out is not None and (search or refine) else None
     evaluate = _evaluator(config, store, column, data_dir, on_point, on_progress)
-    if search:
+    if grid is None:
         result = search_capacity(evaluate, rate_list[0], rate_list[-1], target, tol)
     else:
-        table = run_sweep(config, rate_list, out, data_dir, on_point, on_progress)
-        table = table[table["rate"].isin(rate_list)]
-        result = capacity_from_sweep(table["rate"].tolist(), table[column].tolist(), target)
+        result = capacity_from_sweep(grid["rate"].tolist(), grid[column].tolist(), target)
     refined = refine_capacity(evaluate, result, tol) if refine else None
     if store:
         store.write_summary()
@@ -121,12 +124,14 @@ def capacity_of(
     *,
     seeds: list[int] | None = None,
     refine: bool = False,
+    executor: Executor | None = None,
 ) -> dict[str, object]:
     """The capacity result over ``rate_list`` (``parse_rates``) as a JSON-ready dict (``capacity_qps`` is None
     when no swept rate passes); ``on_point`` and ``on_progress`` follow the points and their requests, as in
     ``run_sweep``. With ``refine`` the grid bracket is bisected down to ``tol`` and reported as ``refined_*``
     beside the grid value. With several ``seeds``: ``capacity_qps`` is the mean over seeds with ``ci_low`` and
-    ``ci_high`` (95% Student t), and ``per_seed`` holds each seed's result."""
+    ``ci_high`` (95% Student t), and ``per_seed`` holds each seed's result. ``executor`` runs the grid points
+    (``ascendra.harness.executors``; default: here, one by one)."""
     column = _column(slo_metric, config)
     _check(target, tol)
     if search and len(rate_list) < 2:
@@ -143,11 +148,14 @@ def capacity_of(
     }
     if (config.slo.warmup, config.slo.cooldown) != ("0", "0"):
         head |= {"warmup": config.slo.warmup, "cooldown": config.slo.cooldown}
+    # The grids of every seed at once, on the executor; bisections (--search, --refine) then run seed by seed.
+    progress = (on_point, on_progress)
+    grids = None if search else seed_tables(config, seeds, rate_list, out, data_dir, *progress, None, executor)
     per_seed = []
-    for seed in seeds:
+    for i, seed in enumerate(seeds):
         folder = seed_folder(out, seed, several)
         args = (rate_list, folder, data_dir, target, column, search, tol, refine, on_point, on_progress)
-        result, refined = _one_seed(config.replace(seed=seed), *args)
+        result, refined = _one_seed(config.replace(seed=seed), *args, grids[i] if grids else None)
         per_seed.append((seed, result, refined))
     if not several:
         _, result, refined = per_seed[0]
@@ -169,5 +177,5 @@ def seed_summary(results: list[CapacityResult], prefix: str = "") -> dict[str, o
         out: dict[str, object] = {f"{prefix}capacity_qps": None, f"{prefix}ci_low": None, f"{prefix}ci_high": None}
     else:
         ci = mean_ci(values)  # type: ignore[arg-type]
-        out = {f"{prefix}capacity_qps": ci.mean, f"{prefix}ci_low": ci.low, f"{prefix}ci_high": ci.high}
+        out = {f"{prefix}capacity_qps": ci.estimate, f"{prefix}ci_low": ci.low, f"{prefix}ci_high": ci.high}
     return out if prefix else {**out, "confidence": CONFIDENCE, "status": status}

@@ -20,23 +20,26 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from ascendra.coordinator import TransferTime
+from ascendra.costmodel.model import DEFAULT_INTERCONNECT, INTERCONNECTS, CostModel
 from ascendra.errors import UserError
 from ascendra.gpus import get_gpu
 from ascendra.harness.registry import get_system
 from ascendra.kv_cache import DEFAULT_BLOCK_SIZE
 from ascendra.link import LINKS, get_link, kv_move_time
 from ascendra.metrics.window import parse_span
-from ascendra.models import get_model
+from ascendra.models import MODELS, get_model, is_config_path
 from ascendra.system import ClusterSpec, SystemConfig, check_choices, check_positive, knob
 from workloads.arrivals import ARRIVALS
+from workloads.slo_classes import parse_slo_classes
 
 #: Version of the stored form; stored configs of another version are refused, not misread.
 SCHEMA = 2
-#: Where batches execute: the calibrated simulator, the project's engine live, the real vLLM engine in-process
-#: (its own scheduler), or any OpenAI-compatible server (the harness is only its client).
-BACKENDS = ("sim", "engine", "vllm-engine", "openai")
+#: Where batches execute: the calibrated simulator, the project's engine live, real vLLM engines running the
+#: system's policy (one per instance), the real vLLM engine in-process (its own scheduler), or any
+#: OpenAI-compatible server (the harness is only its client).
+BACKENDS = ("sim", "engine", "vllm", "vllm-engine", "openai")
 #: Backends that run a registered system's policy (the others run their own).
-POLICY_BACKENDS = ("sim", "engine")
+POLICY_BACKENDS = ("sim", "engine", "vllm")
 #: Old system names that are backends now: the system and backend they stand for.
 SYSTEM_ALIASES = {"vllm-engine": ("vllm", "vllm-engine"), "openai": ("ascendra", "openai")}
 
@@ -64,27 +67,40 @@ class SLOConfig:
         "arrival (30 or 30s) or a share of the first requests (10%).",
     )
     cooldown: str = knob("0", "Cool-down, likewise: seconds before the last arrival, or a share of the last requests.")
+    classes: str = knob(
+        "",
+        "Per-request SLO classes, NAME:SHARE[:ttft=S,tbt=S];... (e.g. interactive:0.3:ttft=0.5,tbt=0.05;"
+        "batch:0.7:ttft=5,tbt=0.5); shares sum to 1, a missing SLO is --ttft-slo/--tbt-slo \\[default: none].",
+    )
 
     def __post_init__(self) -> None:
         check_positive(self, ("ttft", "tbt"), {"ttft": "ttft-slo", "tbt": "tbt-slo"})
         parse_span(self.warmup, "--warmup")
         parse_span(self.cooldown, "--cooldown")
+        parse_slo_classes(self.classes)
 
 
 @dataclass(frozen=True, slots=True)
 class ClusterConfig:
-    model: str = knob("llama-3.1-8b", "Model (llama-3.1-8b, mistral-7b, qwen-14b, tiny).")
+    model: str = knob("llama-3.1-8b", f"Model ({', '.join(MODELS)}) or the path of a HF config.json.")
     gpu: str = knob("a100-80gb", "Simulated GPU (a100-80gb, h100-80gb).")
     tp: int | None = knob(None, "Tensor parallelism per instance \\[default: the model's].")
     instances: int = knob(3, "Number of instances (GPUs, or TP groups).")
     gpu_memory_utilization: float = knob(0.9, "Share of GPU memory for weights + KV cache.")
     block_size: int = knob(DEFAULT_BLOCK_SIZE, "KV cache block size, tokens.")
     link: str = knob("nvlink", f"Link that moves KV between instances: {', '.join(LINKS)} or a bandwidth in GB/s.")
+    interconnect: str = knob(
+        DEFAULT_INTERCONNECT,
+        "How an instance's TP GPUs are linked (the simulated all-reduce): nvswitch (DGX/HGX servers) or "
+        "pairwise-nvlink (only GPU pairs share NVLink).",
+        INTERCONNECTS,
+    )
 
     def __post_init__(self) -> None:
         get_model(self.model)
         get_gpu(self.gpu)
         get_link(self.link)
+        check_choices(self)
         check_positive(self, ("instances", "block_size"))
         if self.tp is not None and self.tp < 1:
             raise UserError(f"--tp must be at least 1, got {self.tp}")
@@ -104,15 +120,21 @@ class ClusterConfig:
 @dataclass(frozen=True, slots=True)
 class BackendConfig:
     name: str = knob("sim", f"Where batches run: {', '.join(BACKENDS)}.", BACKENDS)
-    device: str = knob("cpu", "Engine backend: cpu or cuda[:i].")
-    kv_blocks: int | None = knob(None, "Engine backend: KV blocks per instance \\[default: 0.25 GiB].")
-    distributed: str = knob(
-        "none", "Engine backend: none (one process) or ray (an actor per instance).", ("none", "ray")
+    device: str = knob("cpu", "Engine and vllm backends: cpu or cuda[:i].")
+    kv_blocks: int | None = knob(
+        None, "Engine and vllm backends: KV blocks per instance \\[default: 0.25 GiB; vllm on a GPU: as vLLM sizes it]."
     )
+    distributed: str = knob(
+        "none", "Engine and vllm backends: none (one process) or ray (an actor per instance).", ("none", "ray")
+    )
+    checkpoint: str | None = knob(None, "Backend vllm: local HF checkpoint of --model \\[default: random weights].")
     endpoint: str | None = knob(None, "Backend openai: base URL of the OpenAI-compatible server to load.")
     served_model: str | None = knob(None, "Backend openai: model name in requests \\[default: the server's].")
     max_concurrency: int | None = knob(None, "Backend openai: cap on requests in flight \\[default: none].")
     request_timeout: float = knob(300.0, "Backend openai: per-request timeout, s.")
+    chunked_prefill_cost: bool = knob(
+        True, "Backend sim: charge the chunked-prefill overhead in iteration times (off: the cost model before it)."
+    )
 
     def __post_init__(self) -> None:
         check_choices(self, {"name": "backend"})
@@ -127,6 +149,10 @@ class BackendConfig:
             raise UserError(
                 "--endpoint, --served-model, --max-concurrency and --request-timeout apply only to --backend openai"
             )
+        if self.checkpoint is not None and self.name != "vllm":
+            raise UserError("--checkpoint loads real weights into vLLM engines: it applies to --backend vllm")
+        if not self.chunked_prefill_cost and self.name != "sim":
+            raise UserError("--no-chunked-prefill-cost changes the simulator's cost model: it applies to --backend sim")
 
 
 def _options(names: Iterable[str]) -> str:
@@ -148,6 +174,7 @@ FLAT: dict[str, tuple[str, str]] = {
     "tbt_slo": ("slo", "tbt"),
     "warmup": ("slo", "warmup"),
     "cooldown": ("slo", "cooldown"),
+    "slo_classes": ("slo", "classes"),
     **{f.name: ("cluster", f.name) for f in fields(ClusterConfig)},
     **{("backend" if f.name == "name" else f.name): ("backend", f.name) for f in fields(BackendConfig)},
 }
@@ -177,7 +204,8 @@ class RunConfig:
         backend = self.backend.name
         if backend != "openai":  # a remote server runs its own system: the knobs are not built on the cluster
             self.knobs.check(self.cluster_spec)  # type: ignore[union-attr]
-        if backend in POLICY_BACKENDS and backend not in system.targets:
+        target = "engine" if backend == "vllm" else backend  # vLLM runs what runs live on an engine
+        if backend in POLICY_BACKENDS and target not in system.targets:
             raise UserError(f"system {self.system} does not run on --backend {backend}")
         if backend == "vllm-engine":
             if self.system != "vllm":
@@ -194,6 +222,15 @@ class RunConfig:
         """What the system is built on."""
         c = self.cluster
         return ClusterSpec(c.model, c.gpu, c.tensor_parallel, c.instances, self.slo.ttft, self.slo.tbt, c.link)
+
+    def cost_model(self) -> CostModel:
+        """The simulator's cost model of this run: the cluster's model, GPU, TP and interconnect, and the sim
+        backend's chunked-prefill switch."""
+        c = self.cluster
+        return CostModel.load(
+            c.model, c.gpu, c.tensor_parallel, interconnect=c.interconnect,
+            chunked_prefill=self.backend.chunked_prefill_cost,
+        )  # fmt: skip
 
     @property
     def label(self) -> str:
@@ -320,6 +357,10 @@ class RunConfig:
         return cls(system.name, knobs, **parts)
 
     def key(self) -> str:
-        """A short stable hash of the stored form: the name of this run's outputs."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        """A short stable hash of the stored form: the name of this run's outputs (for a model given as a
+        config.json, its shape too, so editing the file names new runs)."""
+        stored = self.to_dict()
+        if is_config_path(self.cluster.model):
+            stored["model_shape"] = asdict(get_model(self.cluster.model))
+        text = json.dumps(stored, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]

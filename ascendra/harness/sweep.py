@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ import pandas as pd
 
 from ascendra.errors import UserError, notice
 from ascendra.harness.config import SCHEMA, RunConfig
+from ascendra.harness.executors import InlineExecutor, run_each
 from ascendra.harness.runs import run_point
 from ascendra.harness.store import PointStore, check_writable, write_atomic, write_text
 from ascendra.sim.cluster import OnProgress
@@ -83,6 +86,12 @@ def parse_seeds(text: str) -> list[int]:
     if len(seeds) > MAX_SEEDS:
         raise UserError(f"bad --seeds {text!r}: {len(seeds)} seeds, more than {MAX_SEEDS}")
     return sorted(seeds)
+
+
+def seeds_text(seeds: list[int]) -> str:
+    """Seeds as the user would type them: ``1-5`` when consecutive, else ``1,3,5``."""
+    consecutive = seeds == list(range(seeds[0], seeds[-1] + 1))
+    return f"{seeds[0]}-{seeds[-1]}" if consecutive and len(seeds) > 2 else ",".join(map(str, seeds))
 
 
 def seed_folder(out: Path | None, seed: int, several: bool) -> Path | None:
@@ -150,6 +159,106 @@ class SweepDir:
 SATURATED_AFTER = 2
 
 
+class _Lane:
+    """One seed's sweep while its points run: rows are committed in rate order, so the floor stops it at the same
+    rate whichever executor ran the points, and a point computed past the stop (in flight when it was found) is
+    dropped, never stored."""
+
+    def __init__(self, base: RunConfig, rates: Iterable[float], out: Path | None, floor: float | None) -> None:
+        self.base = base
+        self.store = SweepDir(out, base) if out is not None else None
+        self.floor = floor
+        self.rates = sorted(set(rates)) if floor is not None else list(dict.fromkeys(rates))
+        self.rows: list[dict[str, object]] = []
+        self.skipped: list[float] = []
+        self.held: dict[float, tuple[pd.DataFrame | None, dict[str, object]]] = {}
+        self.below = 0
+        for rate in self.rates:  # stored points count as arrived; records None: nothing to write
+            row = self.store.load_row(base.with_rate(rate)) if self.store else None
+            if row is not None:
+                self.held[rate] = (None, row)
+
+    @property
+    def done(self) -> bool:
+        return len(self.rows) + len(self.skipped) == len(self.rates)
+
+    def todo(self) -> list[float]:
+        """Rates still to run, ascending, until the lane stops."""
+        return [r for r in self.rates[len(self.rows) :] if r not in self.held] if not self.done else []
+
+    def arrive(self, rate: float, records: pd.DataFrame, row: dict[str, object]) -> None:
+        if self.done:
+            return  # past the stop: not this sweep's
+        if self.floor is None and self.store:  # every point is kept: store it now, so an interrupt keeps it
+            self.store.save_point(self.base.with_rate(rate), records, row)
+            self.held[rate] = (None, row)
+        else:
+            self.held[rate] = (records, row)
+
+    def commit(self, on_point: Callable[[float], None] | None) -> None:
+        """Take the arrived rows in rate order up to the first missing one; stop past saturation."""
+        while not self.done and self.rates[len(self.rows)] in self.held:
+            rate = self.rates[len(self.rows)]
+            records, row = self.held.pop(rate)
+            if records is not None and self.store:
+                self.store.save_point(self.base.with_rate(rate), records, row)
+            self.rows.append(row)
+            if on_point:
+                on_point(rate)
+            if self.floor is not None:
+                below = float(row["attainment"]) < self.floor  # type: ignore[arg-type]
+                self.below = self.below + 1 if below else 0
+            if self.below >= SATURATED_AFTER:
+                self.skipped = self.rates[len(self.rows) :]
+                self.held.clear()
+                for skipped in self.skipped:
+                    if on_point:
+                        on_point(skipped)
+
+    def table(self) -> pd.DataFrame:
+        table = self.store.write_summary() if self.store else pd.DataFrame(self.rows)
+        if self.floor is None or not self.skipped:
+            return table
+        table = table[~table["rate"].isin(self.skipped)]  # a stored point of a skipped rate is not this sweep's
+        gaps = pd.DataFrame({"system": self.base.label, "rate": self.skipped, "status": "skipped"})
+        return pd.concat([table.assign(status="ok"), gaps], ignore_index=True).sort_values("rate", ignore_index=True)
+
+
+def _check_floor(floor: float | None) -> None:
+    if floor is not None and not 0 <= floor <= 1:
+        raise UserError(f"--saturation-floor must be in [0, 1] (0: never stop), got {floor}")
+
+
+def _run_lanes(
+    lanes: list[_Lane],
+    data_dir: Path | None,
+    on_point: Callable[[float], None] | None,
+    on_progress: OnProgress | None,
+    executor: Executor | None,
+) -> None:
+    """Run the lanes' missing points on ``executor`` (None: in this process, one at a time), rates ascending
+    and the seeds interleaved, handing out a lane's next rate only while the lane has not stopped."""
+    executor = executor or InlineExecutor()
+    inline = getattr(executor, "in_process", False)
+    # run_point is looked up now (tests replace it); per-request progress only reaches us from this process.
+    point = partial(run_point, data_dir=data_dir, on_progress=on_progress if inline else None)
+
+    def configs() -> Iterator[tuple[tuple[_Lane, float], RunConfig]]:
+        for lane in lanes:
+            lane.commit(on_point)  # stored points first
+        for step in range(max((len(lane.rates) for lane in lanes), default=0)):
+            for lane in lanes:
+                if step < len(lane.rates) and lane.rates[step] in lane.todo():
+                    yield (lane, lane.rates[step]), lane.base.with_rate(lane.rates[step])
+
+    def done(key: tuple[_Lane, float], result: tuple[pd.DataFrame, dict[str, object]]) -> None:
+        lane, rate = key
+        lane.arrive(rate, *result)
+        lane.commit(on_point)
+
+    run_each(executor, point, configs(), done)
+
+
 def run_sweep(
     base: RunConfig,
     rates: Iterable[float],
@@ -158,47 +267,44 @@ def run_sweep(
     on_point: Callable[[float], None] | None = None,
     on_progress: OnProgress | None = None,
     saturation_floor: float | None = None,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Run every rate (skipping points already stored in ``out``) and return the summary table; ``on_point(rate)``
-    follows the points, ``on_progress(arrived, total)`` the requests of the point running.
+    follows the points, ``on_progress(arrived, total)`` the requests of the point running (in this process only).
 
-    With ``saturation_floor``, rates are run in ascending order and once two consecutive rates attain less than
+    With ``saturation_floor``, rates are taken in ascending order and once two consecutive rates attain less than
     the floor, the higher rates are not run: they are rows with ``status`` ``skipped`` (and a ``status`` column
-    of ``ok`` on the others), so a wide sweep does not spend minutes on hopeless rates."""
-    if saturation_floor is not None and not 0 <= saturation_floor <= 1:
-        raise UserError(f"--saturation-floor must be in [0, 1] (0: never stop), got {saturation_floor}")
-    store = SweepDir(out, base) if out is not None else None
-    rows = []
-    skipped: list[float] = []
-    below = 0
-    for rate in sorted(rates) if saturation_floor is not None else rates:
-        if below >= SATURATED_AFTER:
-            skipped.append(rate)
-            if on_point:
-                on_point(rate)
-            continue
-        config = base.with_rate(rate)
-        row = store.load_row(config) if store else None
-        if row is None:
-            records, row = run_point(config, data_dir, on_progress)
-            if store:
-                store.save_point(config, records, row)
-        rows.append(row)
-        if saturation_floor is not None:
-            below = below + 1 if float(row["attainment"]) < saturation_floor else 0  # type: ignore[arg-type]
-        if on_point:
-            on_point(rate)
-    table = store.write_summary() if store else pd.DataFrame(rows)
-    if saturation_floor is None or not skipped:
-        return table
-    table = table[~table["rate"].isin(skipped)]  # a stored point of a skipped rate is not this sweep's
-    gaps = pd.DataFrame({"system": base.label, "rate": skipped, "status": "skipped"})
-    return pd.concat([table.assign(status="ok"), gaps], ignore_index=True).sort_values("rate", ignore_index=True)
+    of ``ok`` on the others), so a wide sweep does not spend minutes on hopeless rates. ``executor`` runs the
+    points (``ascendra.harness.executors``; default: here, one by one); the table does not depend on it."""
+    _check_floor(saturation_floor)
+    lane = _Lane(base, rates, out, saturation_floor)
+    _run_lanes([lane], data_dir, on_point, on_progress, executor)
+    return lane.table()
 
 
 def measured(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of points that ran (not skipped past saturation)."""
     return table[table["status"] != "skipped"] if "status" in table else table
+
+
+def seed_tables(
+    base: RunConfig,
+    seeds: list[int],
+    rates: list[float],
+    out: Path | None = None,
+    data_dir: Path | None = None,
+    on_point: Callable[[float], None] | None = None,
+    on_progress: OnProgress | None = None,
+    saturation_floor: float | None = None,
+    executor: Executor | None = None,
+) -> list[pd.DataFrame]:
+    """Each seed's ``run_sweep`` table of ``rates`` (in ``seed_folder(out, seed)``), every seed's points on one
+    ``executor``."""
+    _check_floor(saturation_floor)
+    several = len(seeds) > 1
+    lanes = [_Lane(base.replace(seed=s), rates, seed_folder(out, s, several), saturation_floor) for s in seeds]
+    _run_lanes(lanes, data_dir, on_point, on_progress, executor)
+    return [table[table["rate"].isin(rates)].copy() for table in (lane.table() for lane in lanes)]
 
 
 def run_seeds(
@@ -210,34 +316,36 @@ def run_seeds(
     on_point: Callable[[float], None] | None = None,
     on_progress: OnProgress | None = None,
     saturation_floor: float | None = None,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
-    """``run_sweep`` of ``rates`` once per seed: one seed gives today's table; several give one row per (rate,
-    seed) with a ``seed`` column (and ``out/summary.csv`` of them)."""
-    several = len(seeds) > 1
-    tables = []
-    for seed in seeds:
-        folder = seed_folder(out, seed, several)
-        table = run_sweep(base.replace(seed=seed), rates, folder, data_dir, on_point, on_progress, saturation_floor)
-        table = table[table["rate"].isin(rates)].copy()
-        if not several:
-            return table
+    """``run_sweep`` of ``rates`` once per seed, every seed's points on one ``executor``: one seed gives today's
+    table; several give one row per (rate, seed) with a ``seed`` column (and ``out/summary.csv`` of them)."""
+    tables = seed_tables(base, seeds, rates, out, data_dir, on_point, on_progress, saturation_floor, executor)
+    if len(seeds) == 1:
+        return tables[0]
+    for seed, table in zip(seeds, tables, strict=True):
         table.insert(1, "seed", seed)
-        tables.append(table)
     joined = pd.concat(tables, ignore_index=True).sort_values(["rate", "seed"], kind="stable", ignore_index=True)
     if out is not None:
         write_atomic(out / "summary.csv", lambda p: joined.to_csv(p, index=False))
     return joined
 
 
-def aggregate_seeds(table: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
-    """Per rate over seeds: the number of seeds, the mean of each of ``columns`` present, and the attainment's
-    Student-t interval (``attainment_ci_low``, ``attainment_ci_high``)."""
+def aggregate_seeds(
+    table: pd.DataFrame, columns: Iterable[str], by: Sequence[str] = ("rate",), sort: bool = True
+) -> pd.DataFrame:
+    """Per group of ``by`` (default: per rate) over seeds: the number of seeds, the mean of each of ``columns``
+    present, and the attainment's Student-t interval (``attainment_ci_low``, ``attainment_ci_high``)."""
     from ascendra.metrics import mean_ci
 
-    present = [c for c in columns if c in table.columns and c not in ("rate", "seed", "status")]
+    keys = list(by)
+    present = [c for c in columns if c in table.columns and c not in (*keys, "seed", "status")]
     rows = []
-    for rate, part in table.groupby("rate", sort=True):
-        row: dict[str, object] = {"rate": float(rate), "seeds": len(part)}  # type: ignore[arg-type]
+    for group, part in table.groupby(keys, sort=sort):
+        row: dict[str, object] = dict(zip(keys, group, strict=True))
+        if "rate" in row:
+            row["rate"] = float(row["rate"])  # type: ignore[arg-type]
+        row["seeds"] = len(part)
         row.update({c: float(pd.to_numeric(part[c], errors="coerce").mean()) for c in present})
         values = part["attainment"].dropna().tolist() if "attainment" in part else []
         if values:  # seeds skipped past saturation at this rate do not count

@@ -16,7 +16,7 @@ from ascendra.metrics.capacity import (
     refine_capacity,
     search_capacity,
 )
-from ascendra.metrics.intervals import Interval, mean_ci, paired_ratio_ci
+from ascendra.metrics.intervals import Interval, mean_ci, paired_ratio_ci, percentile_ci, percentile_intervals
 from ascendra.metrics.latency import Latencies, latencies, tbt_gaps
 from ascendra.metrics.summary import ATTAINMENT_KEYS, run_tables, summarize
 from ascendra.metrics.throughput import Throughput, throughput
@@ -36,6 +36,8 @@ __all__ = [
     "latencies",
     "mean_ci",
     "paired_ratio_ci",
+    "percentile_ci",
+    "percentile_intervals",
     "refine_capacity",
     "sarathi_passes",
     "run_tables",

@@ -11,6 +11,10 @@ Results must say which definition they used, because the published numbers diffe
 | `sarathi`    | run-level, no TTFT bound: P99 of all gaps pooled <= tbt SLO and median         |
 |              | scheduling delay <= 2 s; the whole run scores 1.0 or 0.0                       |
 
+Each request is judged against its own SLOs when it carries them (an SLO class: the records' ``ttft_slo`` /
+``tbt_slo``), else against the run's ``SLO``. `sarathi` then pools every gap as a share of its request's TBT SLO
+(P99 of ``gap / tbt SLO`` <= 1), which is the same test when every request has the run's SLO.
+
 Dropped and unfinished requests are misses under every per-request definition. Single-token outputs have no
 gaps, so they pass every TBT test. For `sarathi`, requests never scheduled count as an infinite scheduling delay
 (a run that leaves most requests waiting fails), and a run without any gap passes the TBT half vacuously. Where
@@ -65,17 +69,27 @@ def _as_latencies(data: pd.DataFrame | Latencies) -> Latencies:
     return data if isinstance(data, Latencies) else latencies(data)
 
 
+def own_slo(lat: Latencies, name: str, default: float) -> np.ndarray | float:
+    """Per request, its own SLO ``name`` (``ttft_slo`` or ``tbt_slo``), the run's ``default`` where it has none;
+    the scalar ``default`` when no request has its own (a run without SLO classes)."""
+    own = lat.requests[name].to_numpy(dtype=float) if name in lat.requests else np.full(len(lat.requests), np.nan)
+    missing = np.isnan(own)
+    if missing.all():
+        return default
+    return np.where(missing, default, own)
+
+
 def ttft_met(lat: Latencies, slo: SLO) -> np.ndarray:
-    """Per request: a first token came within the TTFT SLO (False when none came)."""
-    return (lat.requests["ttft"] <= slo.ttft).to_numpy()
+    """Per request: a first token came within its TTFT SLO (False when none came)."""
+    return lat.requests["ttft"].to_numpy() <= own_slo(lat, "ttft_slo", slo.ttft)
 
 
 def tbt_met(lat: Latencies, slo: SLO, definition: str = "paper") -> np.ndarray:
-    """Per request: finished and its TBT statistic (per ``definition``) is within the TBT SLO; single-token
+    """Per request: finished and its TBT statistic (per ``definition``) is within its TBT SLO; single-token
     outputs pass. Unfinished and dropped requests fail."""
     column = _tbt_column(definition)
     stat = lat.requests[column].to_numpy()
-    return lat.requests["finished"].to_numpy() & (np.isnan(stat) | (stat <= slo.tbt))
+    return lat.requests["finished"].to_numpy() & (np.isnan(stat) | (stat <= own_slo(lat, "tbt_slo", slo.tbt)))
 
 
 def attained(lat: Latencies, slo: SLO, definition: str = "paper") -> np.ndarray:
@@ -108,9 +122,14 @@ def median_scheduling_delay(lat: Latencies) -> float:
 
 
 def sarathi_passes(lat: Latencies, slo: SLO) -> bool:
-    """Sarathi-Serve's run-level criterion: P99 of all TBT gaps <= tbt SLO and median scheduling delay <= 2 s
-    (False when the delay is unknown: ``_sarathi_attainment`` says NaN then)."""
-    tail_ok = lat.gaps.size == 0 or float(np.percentile(lat.gaps, 99.0)) <= slo.tbt
+    """Sarathi-Serve's run-level criterion: P99 of all TBT gaps <= tbt SLO (of each gap's request, with SLO
+    classes) and median scheduling delay <= 2 s (False when the delay is unknown: ``_sarathi_attainment`` says NaN
+    then)."""
+    tbt = own_slo(lat, "tbt_slo", slo.tbt)
+    if isinstance(tbt, np.ndarray):  # SLO classes: each gap as a share of its own request's TBT SLO
+        tail_ok = lat.gaps.size == 0 or float(np.percentile(lat.gaps / tbt[lat.gap_owner], 99.0)) <= 1.0
+    else:
+        tail_ok = lat.gaps.size == 0 or lat.gap_percentiles()[2] <= tbt
     return tail_ok and median_scheduling_delay(lat) <= SARATHI_MAX_MEDIAN_SCHEDULING_DELAY
 
 
@@ -139,3 +158,20 @@ def attainment(data: pd.DataFrame | Latencies, slo: SLO, definition: str = "pape
     if definition not in ATTAINMENT_DEFINITIONS:
         raise _unknown(definition)
     return ATTAINMENT_DEFINITIONS[definition](_as_latencies(data), slo)
+
+
+def class_masks(data: pd.DataFrame | Latencies) -> dict[str, np.ndarray]:
+    """Each SLO class of a run (by name, sorted) with the mask of its requests; empty for a run without classes."""
+    lat = _as_latencies(data)
+    if "slo_class" not in lat.requests:
+        return {}
+    labels = lat.requests["slo_class"].to_numpy(dtype=object)
+    names = sorted({label for label in labels if isinstance(label, str)})
+    return {name: labels == name for name in names}
+
+
+def class_attainment(data: pd.DataFrame | Latencies, slo: SLO, definition: str = "paper") -> dict[str, float]:
+    """Attainment of each SLO class's requests, each judged against its own SLOs (``slo`` where a request has
+    none); a run-level definition (`sarathi`) is applied to the class's requests alone."""
+    lat = _as_latencies(data)
+    return {name: attainment(lat.where(mask), slo, definition) for name, mask in class_masks(lat).items()}

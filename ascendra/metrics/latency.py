@@ -13,6 +13,8 @@ Conventions (every value is in seconds):
   at least 2 output tokens. It equals ``mean_tbt`` whenever the finish time is the last token's time.
 - ``e2e``: finish time - arrival, and ``normalized_latency`` = ``e2e / output_tokens``; NaN unless finished.
 - ``scheduling_delay``: first time any prefill chunk was scheduled - arrival; NaN if never scheduled.
+- ``slo_class``, ``ttft_slo``, ``tbt_slo``: the request's own SLO class and SLOs, copied from the records (None,
+  NaN: the run's SLOs; ``ascendra.metrics.attainment`` resolves them).
 
 A request is *finished* when it has a finish time and is not dropped; *cancelled* when its client went away
 first (served requests; an optional column, False when absent); *unfinished* when none of these.
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -62,6 +64,9 @@ LATENCY_COLUMNS = (
     "scheduling_delay",
     "first_token",
     "last_token",
+    "slo_class",
+    "ttft_slo",
+    "tbt_slo",
 )
 
 
@@ -75,10 +80,27 @@ class Latencies:
     requests: pd.DataFrame
     gaps: np.ndarray
     gap_owner: np.ndarray
+    #: ``gap_percentiles``, once computed (the summary and Sarathi-Serve's criterion both read it).
+    _gap_percentiles: list[float] = field(default_factory=list, repr=False, compare=False)
+
+    def gap_percentiles(self) -> list[float]:
+        """P50, P90 and P99 of the finite gaps (``percentiles``), computed once."""
+        if not self._gap_percentiles:
+            self._gap_percentiles.extend(percentiles(self.gaps))
+        return list(self._gap_percentiles)
 
     def gaps_of(self, row: int) -> np.ndarray:
         """The TBT gaps of the request in row ``row`` (positional), in token order."""
         return self.gaps[self.gap_owner == row]
+
+    def where(self, mask: np.ndarray) -> Latencies:
+        """The latencies of the requests where ``mask`` is True (positional), with their gaps: one SLO class."""
+        rows = np.flatnonzero(mask)
+        renumber = np.full(len(self.requests), -1, dtype=np.int64)
+        renumber[rows] = np.arange(rows.size)
+        keep = mask[self.gap_owner]
+        requests = self.requests.iloc[rows].reset_index(drop=True)
+        return Latencies(requests=requests, gaps=self.gaps[keep], gap_owner=renumber[self.gap_owner[keep]])
 
 
 def tbt_gaps(token_times: Sequence[float]) -> np.ndarray:
@@ -99,23 +121,55 @@ def float_column(records: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def _flag(records: pd.DataFrame, name: str) -> np.ndarray:
-    """An optional boolean column, False where missing or absent."""
+    """An optional boolean column, False where missing or absent (whatever its dtype: a table read back or
+    concatenated may hold a flag as floats with NaN, which ``fillna(False)`` would refuse)."""
     if name not in records.columns:
         return np.zeros(len(records), dtype=bool)
-    return records[name].fillna(False).to_numpy(dtype=bool)
+    return records[name].to_numpy(dtype=bool, na_value=False)
+
+
+def _optional_float(records: pd.DataFrame, name: str) -> np.ndarray:
+    """An optional float column (a request's own SLO), NaN where missing or absent."""
+    if name not in records.columns:
+        return np.full(len(records), np.nan)
+    return float_column(records, name)
 
 
 def _per_request_tail(gaps: np.ndarray, owner: np.ndarray, n: int, q: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
-    """Per-request quantile ``q`` (linear interpolation, as ``np.percentile``) and maximum of the gaps, by the
-    row index in ``owner``; NaN for rows without gaps. One grouped pass, no per-request Python loop."""
+    """Per-request quantile ``q`` and maximum of the gaps, by the row index in ``owner`` (non-decreasing); NaN for
+    rows without gaps.
+
+    The quantile is the linear interpolation ``v[lo] + (v[lo + 1] - v[lo]) * frac`` of the request's sorted gaps
+    ``v`` at ``lo + frac = q * (m - 1)`` (pandas' grouped quantile, bit for bit). Only two order statistics of each
+    request are needed, so nothing is sorted: for P99 of up to ~100 gaps they are the two largest, found for every
+    request at once by segment maxima; longer requests partition their own gaps."""
     quantile = np.full(n, np.nan)
     largest = np.full(n, np.nan)
-    if gaps.size:
-        grouped = pd.Series(gaps).groupby(owner, sort=True)
-        tail = grouped.quantile(q)
-        rows = tail.index.to_numpy()
-        quantile[rows] = tail.to_numpy()
-        largest[rows] = grouped.max().to_numpy()
+    if not gaps.size:
+        return quantile, largest
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    counts = np.diff(np.r_[starts, gaps.size])
+    rows = owner[starts]
+    top = np.maximum.reduceat(gaps, starts)
+    largest[rows] = top
+    position = q * (counts - 1).astype(float)
+    lo = position.astype(np.int64)
+    frac = position % 1
+    # The largest and second largest of each request: mask one occurrence of its maximum and take maxima again.
+    segment = np.repeat(np.arange(starts.size), counts)
+    at_top = np.flatnonzero(gaps == top[segment])
+    first_top = at_top[np.r_[True, segment[at_top[1:]] != segment[at_top[:-1]]]]
+    masked = gaps.copy()
+    masked[first_top] = -np.inf
+    second = np.maximum.reduceat(masked, starts)
+    # Order statistics ``lo`` and ``lo + 1`` (ascending); ``lo + 1`` only matters where ``frac`` > 0.
+    low = np.where(lo == counts - 1, top, second)
+    high = top.copy()
+    for i in np.flatnonzero(lo < counts - 2).tolist():
+        k = int(lo[i])
+        ordered = np.partition(gaps[starts[i] : starts[i] + counts[i]], (k, k + 1))
+        low[i], high[i] = ordered[k], ordered[k + 1]
+    quantile[rows] = np.where(frac == 0.0, low, low + (high - low) * frac)
     return quantile, largest
 
 
@@ -144,7 +198,7 @@ def latencies(records: pd.DataFrame) -> Latencies:
 
     arrival = float_column(records, "arrival")
     output_tokens = float_column(records, "output_tokens")
-    dropped = records["dropped"].fillna(False).to_numpy(dtype=bool)
+    dropped = _flag(records, "dropped")
     finish = float_column(records, "finish_time")
     finished = ~np.isnan(finish) & ~dropped
     finish = np.where(finished, finish, np.nan)
@@ -164,7 +218,7 @@ def latencies(records: pd.DataFrame) -> Latencies:
             "finished": finished,
             "dropped": dropped,
             "cancelled": _flag(records, "cancelled"),
-            "offloaded": records["offloaded"].fillna(False).to_numpy(dtype=bool),
+            "offloaded": _flag(records, "offloaded"),
             "preemptions": pd.to_numeric(records["preemptions"], errors="coerce").fillna(0).to_numpy(dtype=np.int64),
             "ttft": ttft,
             "mean_tbt": mean_tbt,
@@ -176,6 +230,9 @@ def latencies(records: pd.DataFrame) -> Latencies:
             "scheduling_delay": float_column(records, "first_scheduled") - arrival,
             "first_token": first,
             "last_token": last,
+            "slo_class": records["slo_class"].to_numpy(dtype=object) if "slo_class" in records else None,
+            "ttft_slo": _optional_float(records, "ttft_slo"),
+            "tbt_slo": _optional_float(records, "tbt_slo"),
         },
         columns=list(LATENCY_COLUMNS),
     )
@@ -184,7 +241,7 @@ def latencies(records: pd.DataFrame) -> Latencies:
 
 def percentiles(values: np.ndarray, qs: Sequence[float] = (50.0, 90.0, 99.0)) -> list[float]:
     """Percentiles of the finite values (NaN for each when there are none), without numpy's empty warnings."""
-    finite = values[np.isfinite(values)]
+    finite = _finite(values)
     if finite.size == 0:
         return [float("nan")] * len(qs)
     return [float(v) for v in np.percentile(finite, qs)]
@@ -192,5 +249,11 @@ def percentiles(values: np.ndarray, qs: Sequence[float] = (50.0, 90.0, 99.0)) ->
 
 def mean(values: np.ndarray) -> float:
     """Mean of the finite values; NaN when there are none."""
-    finite = values[np.isfinite(values)]
+    finite = _finite(values)
     return float(finite.mean()) if finite.size else float("nan")
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    """The finite values, in order: ``values`` itself when all are (no copy of a run's ~400k gaps)."""
+    ok = np.isfinite(values)
+    return values if ok.all() else values[ok]

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from ascendra.metrics.attainment import ATTAINMENT_DEFINITIONS, SLO, median_scheduling_delay
+from ascendra.metrics.attainment import ATTAINMENT_DEFINITIONS, SLO, class_masks, median_scheduling_delay
 from ascendra.metrics.latency import Latencies, latencies, mean, percentiles
 from ascendra.metrics.throughput import throughput
 from ascendra.records import records_frame
@@ -58,6 +58,12 @@ def summarize(records: pd.DataFrame | Latencies, slo: SLO) -> dict[str, float]:
     | `span_s` | first arrival -> last emitted token (the throughput denominator) |
     | `throughput_rps` | finished requests per second of span |
     | `throughput_tps` | emitted output tokens per second of span |
+    | `arrived[C]`, `attainment[C]`, `attainment_strict[C]`... | per SLO class ``C`` (runs with SLO classes |
+    |   | only): its arrived requests and its attainment under every definition, each request judged against |
+    |   | its own SLOs; the keys without ``[C]`` are over every request (capacity uses those: overall attainment) |
+    | `ttft_p99[C]`, `tbt_p99[C]` | the class's P99 TTFT and P99 TBT gap |
+
+    With SLO classes, ``ttft_slo`` / ``tbt_slo`` are the run's, which only requests whose class sets none use.
     """
     lat = records if isinstance(records, Latencies) else latencies(records)
     table = lat.requests
@@ -83,7 +89,7 @@ def summarize(records: pd.DataFrame | Latencies, slo: SLO) -> dict[str, float]:
     req_mean_tbt = table["mean_tbt"].to_numpy()
     e2e = table["e2e"].to_numpy()
     _put(out, "ttft", percentiles(ttft), mean(ttft))
-    _put(out, "tbt", percentiles(lat.gaps), mean(lat.gaps))
+    _put(out, "tbt", lat.gap_percentiles(), mean(lat.gaps))
     _put(out, "req_mean_tbt", percentiles(req_mean_tbt), mean(req_mean_tbt))
     e2e_p50, e2e_p99 = percentiles(e2e, (50.0, 99.0))
     out.update(e2e_p50=e2e_p50, e2e_p99=e2e_p99, e2e_mean=mean(e2e))
@@ -93,6 +99,18 @@ def summarize(records: pd.DataFrame | Latencies, slo: SLO) -> dict[str, float]:
 
     rate = throughput(lat)
     out.update(span_s=rate.span, throughput_rps=rate.requests_per_s, throughput_tps=rate.tokens_per_s)
+    for name, mask in class_masks(lat).items():
+        out.update(_class_summary(lat.where(mask), slo, name))
+    return out
+
+
+def _class_summary(lat: Latencies, slo: SLO, name: str) -> dict[str, float]:
+    """The per-class keys of one SLO class's requests (see ``summarize``)."""
+    out: dict[str, float] = {f"arrived[{name}]": len(lat.requests)}
+    for definition, key in ATTAINMENT_KEYS.items():
+        out[f"{key}[{name}]"] = ATTAINMENT_DEFINITIONS[definition](lat, slo)
+    out[f"ttft_p99[{name}]"] = percentiles(lat.requests["ttft"].to_numpy(), (99.0,))[0]
+    out[f"tbt_p99[{name}]"] = percentiles(lat.gaps, (99.0,))[0]
     return out
 
 

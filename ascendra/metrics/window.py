@@ -83,5 +83,8 @@ def summarize_window(
     arrival = records["arrival"].to_numpy(dtype=float)
     head, tail = steady_mask(arrival, warmup, NONE), steady_mask(arrival, NONE, cooldown)
     inside = summarize(records[head & tail].reset_index(drop=True), slo)
-    stats = {k: v for k, v in inside.items() if k not in WHOLE_RUN}
+    # A per-class key (``attainment[interactive]``) follows its overall key; a class with no request in the
+    # window has no statistics there.
+    stats = {k: v for k, v in inside.items() if k.split("[")[0] not in WHOLE_RUN}
+    stats.update({k: math.nan for k in summary if "[" in k and k not in inside and k.split("[")[0] not in WHOLE_RUN})
     return {**summary, **stats, "warmup_excluded": int((~head).sum()), "cooldown_excluded": int((~tail).sum())}

@@ -8,6 +8,7 @@ from ascendra.harness.cli import (
     metrics_cmd,  # noqa: F401  (registers `ascbench metrics`)
     perfmodel_cmd,  # noqa: F401  (registers `ascbench fit-perf-model`)
     profile_cmd,  # noqa: F401  (registers `ascbench profile`)
+    report_cmd,  # noqa: F401  (registers `ascbench report`)
     reproduce_cmd,  # noqa: F401  (registers `ascbench reproduce`)
     serve_cmd,  # noqa: F401  (registers `ascbench serve`)
     sim_cmd,  # noqa: F401  (registers `ascbench sweep` and `ascbench capacity`)

@@ -24,19 +24,27 @@ def metrics(
     records: Annotated[Path, typer.Argument(help="Records Parquet file of a run (one row per arrived request).")],
     ttft_slo: Annotated[float, typer.Option("--ttft-slo", help="TTFT SLO in seconds.")],
     tbt_slo: Annotated[float, typer.Option("--tbt-slo", help="TBT SLO in seconds.")],
+    ci: Annotated[
+        bool, typer.Option("--ci", help="Add 95% bootstrap intervals of the TTFT and TBT percentiles.")
+    ] = False,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Summarise a run: counts, attainment under every definition, TTFT/TBT percentiles, throughput."""
     from rich.table import Table
 
     from ascendra.errors import UserError
-    from ascendra.metrics import SLO, summarize
+    from ascendra.metrics import SLO, latencies, percentile_intervals, summarize
     from ascendra.records import read_records
 
     slo = SLO(ttft=ttft_slo, tbt=tbt_slo)
     if not records.is_file():
         raise UserError(f"records file not found: {records}")
-    summary = summarize(read_records(records), slo)
+    frame = read_records(records)
+    summary = summarize(frame, slo)
+    if ci:
+        lat = latencies(frame)
+        summary |= percentile_intervals("ttft", lat.requests["ttft"].to_numpy())
+        summary |= percentile_intervals("tbt", lat.gaps)
     if as_json:
         print_json(summary)
         return

@@ -9,8 +9,10 @@ from typing import Annotated
 import typer
 
 from ascendra.harness.cli.app import JSON_OPTION, app, print_json, run_progress, stderr, stdout
+from ascendra.harness.cli.executor_options import ExecutorKind, RayAddress, executor_options, jobs_option
 from ascendra.harness.cli.run_options import run_options
 from ascendra.harness.config import RunConfig
+from ascendra.harness.executors import ExecutorOptions
 from ascendra.metrics import ATTAINMENT_KEYS
 
 RATES_HELP = (
@@ -58,25 +60,27 @@ def _seed_list(config: RunConfig, seeds: str | None) -> list[int]:
 
 
 def _sweep(
-    config: RunConfig, rates: str, seeds: list[int], out: Path | None, data_dir: Path | None, floor: float, quiet: bool
+    config: RunConfig,
+    rates: str,
+    seeds: list[int],
+    out: Path | None,
+    data_dir: Path | None,
+    floor: float,
+    quiet: bool,
+    where: ExecutorOptions,
 ):
+    from ascendra.harness.executors import open_executor
     from ascendra.harness.sweep import parse_rates, run_seeds
 
     rate_list = parse_rates(rates)
-    with run_progress(f"{config.label} sweep", len(rate_list) * len(seeds), quiet) as bar:
-        return run_seeds(config, seeds, rate_list, out, data_dir, bar.point, bar.requests, floor)
+    with open_executor(where) as pool, run_progress(f"{config.label} sweep", len(rate_list) * len(seeds), quiet) as bar:
+        return run_seeds(config, seeds, rate_list, out, data_dir, bar.point, bar.requests, floor, pool)
 
 
 def _ci(result: dict[str, object], prefix: str = "") -> str:
     """`` [low, high]`` of a several-seed capacity, empty otherwise."""
     low, high = result.get(f"{prefix}ci_low"), result.get(f"{prefix}ci_high")
     return "" if low is None or high is None else f" [95% CI {low:.2f}, {high:.2f}]"
-
-
-def seeds_text(seeds: list[int]) -> str:
-    """Seeds as the user would type them: ``1-5`` when consecutive, else ``1,3,5``."""
-    consecutive = seeds == list(range(seeds[0], seeds[-1] + 1))
-    return f"{seeds[0]}-{seeds[-1]}" if consecutive and len(seeds) > 2 else ",".join(map(str, seeds))
 
 
 def window_note(config: RunConfig) -> str | None:
@@ -120,16 +124,20 @@ def sweep(
     seeds: Annotated[str | None, typer.Option(help=SEEDS_HELP, show_default=False)] = None,
     saturation_floor: Annotated[float, typer.Option(help=FLOOR_HELP)] = 0.5,
     out: Annotated[Path | None, typer.Option(help=OUT_HELP)] = None,
+    executor: ExecutorKind = "local",
+    jobs: Annotated[int | None, jobs_option("1, in this process, with --executor local; every CPU with ray")] = None,
+    ray_address: RayAddress = None,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Run the system at each rate on the chosen backend (the simulator by default) and report SLO attainment,
     latency percentiles and throughput."""
     from ascendra.harness.capacity import seed_summary
-    from ascendra.harness.sweep import aggregate_seeds, measured
+    from ascendra.harness.sweep import aggregate_seeds, measured, seeds_text
     from ascendra.metrics import capacity_from_sweep
 
+    where = executor_options(executor, jobs, ray_address, config)
     seed_list = _seed_list(config, seeds)
-    table = _sweep(config, rates, seed_list, out, data_dir, saturation_floor, quiet=json_output)
+    table = _sweep(config, rates, seed_list, out, data_dir, saturation_floor, json_output, where)
     ran = measured(table)
     if "send_lag_p99" in table:  # backend openai: did the client keep up with each rate?
         from ascendra.harness.loadgen import behind_schedule
@@ -193,17 +201,24 @@ def capacity(
     ] = False,
     tol: Annotated[float, typer.Option(help="Bisection tolerance in QPS (--search, --refine), positive.")] = 0.1,
     seeds: Annotated[str | None, typer.Option(help=SEEDS_HELP, show_default=False)] = None,
+    executor: ExecutorKind = "local",
+    jobs: Annotated[
+        int | None, jobs_option("1, in this process, with --executor local; every CPU with ray; grid points only")
+    ] = None,
+    ray_address: RayAddress = None,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """The highest rate whose SLO attainment stays at or above the target (goodput capacity)."""
     from ascendra.harness.capacity import capacity_of
+    from ascendra.harness.executors import open_executor
     from ascendra.harness.sweep import parse_rates
 
+    where = executor_options(executor, jobs, ray_address, config)
     rate_list = parse_rates(rates)
     seed_list = _seed_list(config, seeds)
     # A bisection's step count is not known up front.
     points = None if search or refine else len(rate_list) * len(seed_list)
-    with run_progress(f"{config.label} capacity", points, json_output) as bar:
+    with open_executor(where) as pool, run_progress(f"{config.label} capacity", points, json_output) as bar:
         result = capacity_of(
             config,
             rate_list,
@@ -217,12 +232,15 @@ def capacity(
             bar.requests,
             seeds=seed_list,
             refine=refine,
+            executor=pool,
         )
     if json_output:
         print_json(result)
         return
     value = result["capacity_qps"]
     shown = "none in range" if value is None else f"{value:.2f} QPS{_ci(result)}"
+    from ascendra.harness.sweep import seeds_text
+
     over = f", mean over seeds {seeds_text(seed_list)}" if len(seed_list) > 1 else ""
     stdout.print(
         f"{config.label}: capacity {shown} ({result['status']}, {slo_metric} attainment >= {target:.0%}{over})"

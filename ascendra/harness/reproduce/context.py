@@ -17,6 +17,7 @@ SUMMARY_COLUMNS = (
     "attainment_strict_p99",
     "ttft_p50",
     "ttft_p99",
+    "tbt_p50",
     "tbt_p99",
     "req_mean_tbt_p50",
     "throughput_rps",

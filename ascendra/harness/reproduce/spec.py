@@ -81,15 +81,31 @@ class Spec:
     path: Path
     raw: dict[str, Any]
 
-    def points(self, quick: bool = False) -> list[Point]:
-        """Every run point of the spec (the quick variant: fewer axis values and requests)."""
+    def points(self, quick: bool = False, seeds: list[int] | None = None) -> list[Point]:
+        """Every run point of the spec (the quick variant: fewer axis values and requests); ``seeds`` replaces
+        the seeds of every grid the seed draws (``reproduce --seeds``; a trace replay is the same for any seed)."""
         fixed = dict(self.raw.get("fixed", {}))
         if quick:
             fixed.update(self.raw.get("quick", {}))
         out: list[Point] = []
-        for grid in self.raw.get("grid", []):
+        for grid in self._seeded(seeds):
             out += _grid_points(self.id, grid, fixed, quick)
         return out
+
+    def seeds(self, seeds: list[int] | None = None) -> list[int]:
+        """The workload seeds the spec's grids run (with ``seeds`` replacing those of seeded grids), in order."""
+        return list(dict.fromkeys(s for grid in self._seeded(seeds) for s in grid.get("seeds", [1])))
+
+    def _seeded(self, seeds: list[int] | None) -> list[dict[str, Any]]:
+        """The grids, with ``seeds`` in place of the own seeds of each grid that is not a trace replay."""
+        grids = list(self.raw.get("grid", []))
+        if seeds is None:
+            return grids
+        arrival = self.raw.get("fixed", {}).get("arrival")
+        return [
+            grid if grid.get("fixed", {}).get("arrival", arrival) == "trace" else {**grid, "seeds": seeds}
+            for grid in grids
+        ]
 
     def quick_changes(self) -> list[str]:
         """What the quick variant changes, as ``key = value`` lines (``grid/workload: key = value`` for a grid's

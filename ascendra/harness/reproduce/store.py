@@ -13,7 +13,6 @@ import pandas as pd
 
 from ascendra.harness.config import RunConfig
 from ascendra.harness.runs import run_point
-from ascendra.harness.store import PointStore
 from ascendra.harness.workload import slo_of
 from ascendra.metrics import SLO, latencies
 from ascendra.metrics.attainment import tbt_met, ttft_met
@@ -64,12 +63,9 @@ def offload_stats(compact: pd.DataFrame) -> dict[str, float]:
     return {"offloaded": len(offloaded), "offloaded_attainment": share}
 
 
-def compute_point(config: RunConfig, root: Path, data_dir: Path | None = None) -> str:
-    """Run ``config`` on its backend (the simulator, a live engine, vLLM) and store it (run in a worker process);
-    returns the config's key."""
-    slo = slo_of(config)
+def point_result(config: RunConfig, data_dir: Path | None = None) -> tuple[pd.DataFrame, dict[str, object]]:
+    """Run ``config`` on its backend (the simulator, a live engine, vLLM), wherever the executor puts it; returns
+    what the point store keeps of it: the compact records and the summary row with the offload statistics."""
     records, summary = run_point(config, data_dir)
-    compact = compact_records(records, slo)
-    row = {**summary, **offload_stats(compact)}
-    PointStore(root).save(config, compact, row)
-    return config.key()
+    compact = compact_records(records, slo_of(config))
+    return compact, {**summary, **offload_stats(compact)}

@@ -18,6 +18,8 @@ KINDS: dict[str, str] = {
     "perf-model": "perf_model",
     "engines": "engines",
     "baselines": "baselines",
+    "sim-validation": "sim_validation",
+    "slo-classes": "slo_classes",
 }
 
 

@@ -9,6 +9,10 @@ import pandas as pd
 
 from ascendra.harness.reproduce.context import KindResult, RunContext
 from ascendra.harness.reproduce.kinds import style
+from ascendra.harness.sweep import aggregate_seeds
+
+#: Per-run numbers, averaged over seeds.
+METRICS = ("arrived", "attainment", "dropped_share", "ttft_p99", "tbt_p99", "goodput_qps")
 
 
 def analyze(ctx: RunContext) -> KindResult:
@@ -25,19 +29,25 @@ def analyze(ctx: RunContext) -> KindResult:
                 "ttft_p99": summary.ttft_p99,
                 "tbt_p99": summary.tbt_p99,
                 "goodput_qps": summary.attainment * point.config.rate,
+                "seed": point.config.workload.seed,
             }
         )
-    table = pd.DataFrame(rows)
-    lines = [
+    per_seed = pd.DataFrame(rows)
+    table = aggregate_seeds(per_seed, METRICS, by=("system", "admission_control", "rate"), sort=False)
+    several = table["seeds"].max() > 1
+    lines = ["Mean over seeds [95% Student-t interval of attainment]:", ""] if several else []
+    lines += [
         "| system | admission control | attainment | dropped | TTFT p99 (s) | goodput (QPS) |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for r in table.itertuples():
+        ci = f" [{r.attainment_ci_low:.1%}, {r.attainment_ci_high:.1%}]" if several else ""
         lines.append(
-            f"| {r.system} | {r.admission_control} | {r.attainment:.1%} | {r.dropped_share:.1%} | "
+            f"| {r.system} | {r.admission_control} | {r.attainment:.1%}{ci} | {r.dropped_share:.1%} | "
             f"{r.ttft_p99:.2f} | {r.goodput_qps:.2f} |"
         )
-    return KindResult({"admission": table}, "\n".join(lines))
+    tables = {"admission": table, **({"admission_per_seed": per_seed} if several else {})}
+    return KindResult(tables, "\n".join(lines))
 
 
 def plot(points: pd.DataFrame, tables: dict[str, pd.DataFrame], path: Path) -> None:
@@ -55,7 +65,16 @@ def plot(points: pd.DataFrame, tables: dict[str, pd.DataFrame], path: Path) -> N
     fig, axes = plt.subplots(1, len(panels), figsize=(11, 3.4))
     colours = {"off": "#9e9e9e", "on": "#2ca02c"}
     for ax, (column, label) in zip(axes, panels, strict=True):
-        sns.barplot(data=table, x="system", y=column, hue="admission_control", palette=colours, ax=ax)
+        sns.barplot(  # several seeds: bars are means with their 95% bootstrap interval (seeded: figures repeat)
+            data=tables.get("admission_per_seed", table),
+            x="system",
+            y=column,
+            hue="admission_control",
+            palette=colours,
+            errorbar=("ci", 95) if "admission_per_seed" in tables else None,
+            seed=0,
+            ax=ax,
+        )
         ax.set_xlabel("system")
         ax.set_ylabel(label)
         ax.legend(title="admission control", fontsize=7, title_fontsize=7)

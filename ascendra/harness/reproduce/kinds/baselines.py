@@ -43,7 +43,8 @@ def capacity_table(caps: pd.DataFrame) -> str:
             elif r.capacity_qps is None or (isinstance(r.capacity_qps, float) and math.isnan(r.capacity_qps)):
                 row.append(r.status)
             else:
-                row.append(f"{r.capacity_qps:.2f}" + (" (at least)" if r.status == "at least" else ""))
+                value = f"{r.capacity_qps:.2f}{goodput.interval_text(r)}"
+                row.append(value + (" (at least)" if r.status == "at least" else ""))
         lines.append(f"| {label} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -57,19 +58,22 @@ def ratio_table(ratio: pd.DataFrame) -> str:
     header = f"| {ref} / system | " + " | ".join(cell_name(m, w) for m, w in cells) + " |"
     lines = [header, "|---|" + "---:|" * len(cells)]
     for other, part in ratio.groupby("other", sort=False):
-        by_cell = {(r.model, r.workload): r.ratio for r in part.itertuples()}
-        lines.append(f"| {other} | " + " | ".join(f"{by_cell[c]:.3f}x" if c in by_cell else "" for c in cells) + " |")
+        by_cell = {(r.model, r.workload): f"{r.ratio:.3f}x{goodput.interval_text(r, 3)}" for r in part.itertuples()}
+        lines.append(f"| {other} | " + " | ".join(by_cell.get(c, "") for c in cells) + " |")
     return "\n".join(lines)
 
 
 def move_table(table: pd.DataFrame, at: dict[str, float]) -> pd.DataFrame:
     """Points that moved KV: their move statistics; ``shown`` marks the rows the headline shows (the rates in
-    ``at`` per workload, and every trace replay)."""
+    ``at`` per workload under the first seed, and every trace replay)."""
     moved = table[table["kv_moves"].fillna(0) > 0]
-    columns = ["grid", "label", "model", "workload", "rate", *MOVE_KEYS]
-    out = moved[columns].reset_index(drop=True)
+    if "seed" not in moved:
+        moved = moved.assign(seed=1)
+    out = moved[["grid", "label", "model", "workload", "rate", "seed", *MOVE_KEYS]].reset_index(drop=True)
+    first = out["seed"].min() if len(out) else 1
     out["shown"] = [
-        g == TRACE_GRID or at.get(w) == r for g, w, r in zip(out["grid"], out["workload"], out["rate"], strict=True)
+        g == TRACE_GRID or (at.get(w) == r and s == first)
+        for g, w, r, s in zip(out["grid"], out["workload"], out["rate"], out["seed"], strict=True)
     ]
     return out
 
@@ -121,15 +125,18 @@ def variant_grids(table: pd.DataFrame) -> list[str]:
 def analyze(ctx: RunContext) -> KindResult:
     table = ctx.table
     main = table[table["grid"].isin(MAIN_GRIDS)]
-    caps = goodput.capacities(main)
+    per_seed = goodput.seed_capacities(main)
+    caps = goodput.aggregate(per_seed)
     refs = list(ctx.spec.options.get("reference", ["ascendra"]))
-    ratio = goodput.ratios(caps, refs) if len(caps) else pd.DataFrame()
+    ratio = goodput.ratios(per_seed, refs) if len(caps) else pd.DataFrame()
     scales = goodput.min_scales(main)
     variants = goodput.capacities(table[table["grid"].isin(variant_grids(table))])
     moves = move_table(table, {k: float(v) for k, v in ctx.spec.options.get("moves_at", {}).items()})
     totals = trace_totals(table)
 
-    lines = ["Capacity (QPS at 90% paper attainment):", "", capacity_table(caps)]
+    several = "ci_low" in caps
+    about = " mean over seeds [95% Student-t interval]; ratios paired by seed" if several else ""
+    lines = [f"Capacity (QPS at 90% paper attainment{';' if several else ''}{about}):", "", capacity_table(caps)]
     if len(ratio):
         lines += ["", ratio_table(ratio)]
     for grid, part in variants.groupby("grid", sort=False):
@@ -143,6 +150,7 @@ def analyze(ctx: RunContext) -> KindResult:
         lines += ["", "KV moves between instances (one run per row):", "", *move_lines]
     tables = {
         "capacity": caps,
+        "capacity_per_seed": per_seed if several else pd.DataFrame(),
         "ratios": ratio,
         "slo_scale": scales,
         "variants": variants,

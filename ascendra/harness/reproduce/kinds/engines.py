@@ -4,6 +4,7 @@ Per system variant and rate: throughput (output tokens/s), TTFT and TBT percenti
 speed ratio is each variant's best throughput over the rates (the highest rate saturates the engine) divided by
 the reference variant's (``[options] reference``, the real vLLM). Wall-clock numbers: they hold for the host
 that produced them, so such specs set ``[options] live = true`` and run serially, outside ``reproduce all``.
+Several seeds (repeated rounds) are averaged per variant and rate.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 
 from ascendra.harness.reproduce.context import KindResult, RunContext
 from ascendra.harness.reproduce.kinds import style
+from ascendra.harness.sweep import aggregate_seeds
 
 METRICS = ("throughput_tps", "ttft_p50", "ttft_p99", "tbt_p50", "tbt_p99", "attainment")
 
@@ -22,9 +24,14 @@ def analyze(ctx: RunContext) -> KindResult:
     rows = []
     for point in ctx.points:
         summary = ctx.store.row(point.config)
-        rows.append({"label": point.label, "rate": point.config.rate, **{k: summary.get(k) for k in METRICS}})
+        seed = point.config.workload.seed
+        rows.append(
+            {"label": point.label, "rate": point.config.rate, "seed": seed, **{k: summary.get(k) for k in METRICS}}
+        )
     order = {label: i for i, label in enumerate(dict.fromkeys(p.label for p in ctx.points))}  # the spec's order
-    table = pd.DataFrame(rows).sort_values(["label", "rate"], key=lambda c: c.map(order) if c.name == "label" else c)
+    table = aggregate_seeds(pd.DataFrame(rows), METRICS, by=("label", "rate")).sort_values(
+        ["label", "rate"], key=lambda c: c.map(order) if c.name == "label" else c
+    )
     table = table.reset_index(drop=True)
     reference = str(ctx.spec.options.get("reference", table["label"].iloc[0]))
     best = table.groupby("label", sort=False)["throughput_tps"].max()

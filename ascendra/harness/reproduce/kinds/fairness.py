@@ -1,6 +1,7 @@
 """Fairness: are SLO violators longer than the requests at large? CDFs of prompt and output lengths for all
 requests, TTFT violators and TBT violators, with a two-sample Kolmogorov-Smirnov test of each violator group
-against all requests (scipy's ``ks_2samp``)."""
+against all requests (scipy's ``ks_2samp``). Several seeds pool their requests (each seed is a fresh sample of
+the same workload)."""
 
 from __future__ import annotations
 
@@ -22,13 +23,18 @@ def _num(value: float, spec: str) -> str:
 
 
 def analyze(ctx: RunContext) -> KindResult:
-    lengths, tests = [], []
+    runs: dict[tuple[str, str, float], list[pd.DataFrame]] = {}  # several seeds: their requests are pooled
     for point in ctx.points:
-        compact = ctx.store.table(point.config)
-        part = compact[["prompt_tokens", "output_tokens", "ttft_ok", "tbt_ok"]].copy()
-        part.insert(0, "workload", point.config.workload.name)
-        part.insert(1, "label", point.label)
-        part.insert(2, "rate", point.config.rate)
+        compact = ctx.store.table(point.config)[["prompt_tokens", "output_tokens", "ttft_ok", "tbt_ok"]]
+        key = (point.config.workload.name, point.label, point.config.rate)
+        runs.setdefault(key, []).append(compact.assign(seed=point.config.workload.seed))
+    lengths, tests = [], []
+    for (workload, label, rate), parts in runs.items():
+        compact = pd.concat(parts, ignore_index=True)
+        part = compact.copy()
+        part.insert(0, "workload", workload)
+        part.insert(1, "label", label)
+        part.insert(2, "rate", rate)
         lengths.append(part)
         for group, column in GROUPS.items():
             if column is None:
@@ -36,9 +42,10 @@ def analyze(ctx: RunContext) -> KindResult:
             violators = compact[~compact[column]]
             for length in LENGTHS:
                 row = {
-                    "workload": point.config.workload.name,
-                    "label": point.label,
-                    "rate": point.config.rate,
+                    "workload": workload,
+                    "label": label,
+                    "rate": rate,
+                    "seeds": len(parts),
                     "group": group,
                     "length": length,
                     "n_violators": len(violators),

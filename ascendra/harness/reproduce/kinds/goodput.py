@@ -63,7 +63,7 @@ def aggregate(per_seed: pd.DataFrame) -> pd.DataFrame:
         values = part["capacity_qps"].tolist()
         status = combined_status(part["status"].tolist())
         ci = mean_ci(values) if _usable(values, zero_ok=True) else None
-        row |= {"capacity_qps": ci.mean if ci else None, "status": status}
+        row |= {"capacity_qps": ci.estimate if ci else None, "status": status}
         if several:
             row |= {"ci_low": ci.low if ci else None, "ci_high": ci.high if ci else None, "seeds": len(part)}
         rows.append(row)
@@ -127,7 +127,7 @@ def ratios(caps: pd.DataFrame, references: list[str]) -> pd.DataFrame:
                 "workload": workload,
                 "reference": ref,
                 "other": label,
-                "ratio": ci.mean,
+                "ratio": ci.estimate,
             }
             if several:
                 row |= {"ci_low": ci.low, "ci_high": ci.high, "seeds": ci.n}
@@ -144,7 +144,7 @@ def _fmt(value: object, digits: int = 2) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def _interval(row: object, digits: int = 2) -> str:
+def interval_text(row: object, digits: int = 2) -> str:
     """`` [low, high]`` where the row has a several-seed interval, empty otherwise."""
     low, high = getattr(row, "ci_low", None), getattr(row, "ci_high", None)
     if low is None or high is None or pd.isna(low) or pd.isna(high):
@@ -159,12 +159,12 @@ def headline(caps: pd.DataFrame, ratio: pd.DataFrame, scales: pd.DataFrame) -> s
     if len(caps):
         lines += ["| grid | model | workload | variant | capacity (QPS) | status |", "|---|---|---|---|---:|---|"]
         for r in caps.itertuples():
-            value = f"{_fmt(r.capacity_qps)}{_interval(r)}"
+            value = f"{_fmt(r.capacity_qps)}{interval_text(r)}"
             lines.append(f"| {r.grid} | {r.model} | {r.workload} | {r.label} | {value} | {r.status} |")
     if len(ratio):
         lines += ["", "| grid | model | workload | ratio | value |", "|---|---|---|---|---:|"]
         for r in ratio.itertuples():
-            value = f"{r.ratio:.3f}x{_interval(r, 3)}"
+            value = f"{r.ratio:.3f}x{interval_text(r, 3)}"
             lines.append(f"| {r.grid} | {r.model} | {r.workload} | {r.reference} / {r.other} | {value} |")
     if len(scales):
         lines += ["", "| model | workload | QPS | variant | smallest SLO scale at 90% |", "|---|---|---:|---|---:|"]

@@ -9,14 +9,18 @@ import pandas as pd
 
 from ascendra.harness.reproduce.context import KindResult, RunContext, cell_name
 from ascendra.harness.reproduce.kinds import style
+from ascendra.harness.sweep import aggregate_seeds
 
 COLUMNS = ["model", "workload", "label", "rate", "arrived", "offloaded", "offloaded_attainment", "attainment"]
 
 
 def analyze(ctx: RunContext) -> KindResult:
-    table = ctx.table[COLUMNS].sort_values(["model", "workload", "label", "rate"], ignore_index=True)
+    keys = ["model", "workload", "label", "rate"]
+    per_seed = ctx.table.assign(seed=ctx.table.get("seed", 1))[[*COLUMNS, "seed"]]
+    table = aggregate_seeds(per_seed, COLUMNS, by=keys).sort_values(keys, ignore_index=True)
     table["offloaded_share"] = table["offloaded"] / table["arrived"]
-    lines = [
+    lines = ["Means over seeds:", ""] if table["seeds"].max() > 1 else []
+    lines += [
         "| model | workload | QPS | offloaded | share of requests | offloaded attaining SLOs | all attaining |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]

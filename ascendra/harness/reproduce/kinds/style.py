@@ -28,7 +28,11 @@ def theme() -> None:
 
 def palette(labels: list[str]) -> dict[str, str]:
     """Known systems keep their colours; other labels take the next colours of seaborn's palette."""
-    extra = [c for c in sns.color_palette("tab10").as_hex() if c not in PALETTE.values()]
+    extra = [
+        c
+        for c in sns.color_palette("tab10").as_hex() + sns.color_palette("Dark2").as_hex()
+        if c not in PALETTE.values()
+    ]
     out, i = {}, 0
     for label in labels:
         if label in PALETTE:
