@@ -1,9 +1,10 @@
 """One run of a config at its rate on its backend, ending in the same records table and summary row.
 
-Backends: ``sim`` (the calibrated simulator), ``engine`` (the project's engine, live), ``vllm-engine`` (the real
-vLLM engine in-process, with its own scheduler) and ``openai`` (any OpenAI-compatible server, loaded by the
-harness's client). The summary row leads with the system label and the rate; a warm-up or cool-down in the
-config's SLO part applies here, to every backend alike (``ascendra.metrics.window``).
+Backends: ``sim`` (the calibrated simulator), ``engine`` (the project's engine, live), ``vllm`` (vLLM engines
+running the system's policy, live), ``vllm-engine`` (the real vLLM engine in-process, with its own scheduler)
+and ``openai`` (any OpenAI-compatible server, loaded by the harness's client). The summary row leads with the
+system label and the rate; a warm-up or cool-down in the config's SLO part applies here, to every backend alike
+(``ascendra.metrics.window``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ascendra.errors import UserError
 from ascendra.extras import needs
 from ascendra.harness.config import RunConfig
 from ascendra.harness.workload import slo_of, workload_of
+from ascendra.kv_cache import DEFAULT_BLOCK_SIZE
 from ascendra.metrics import run_tables
 from ascendra.metrics.window import summarize_window
 from ascendra.sim.cluster import OnProgress
@@ -35,12 +37,29 @@ def run_point(
 
         model = TINY_VLLM.name if config.model == "tiny" else config.model  # vLLM's CPU attention: head dim >= 32
         knobs = config.knobs
+        block_size = config.cluster.block_size
         options = VllmEngineOptions(
             model=model,
             max_num_batched_tokens=knobs.max_batched_tokens,  # type: ignore[union-attr]
             max_num_seqs=knobs.max_num_seqs,  # type: ignore[union-attr]
+            # The configured KV block size, as --backend vllm runs it; left at ours (16, too small for vLLM's
+            # CPU attention), vLLM's own default.
+            block_size=None if block_size == DEFAULT_BLOCK_SIZE else block_size,
         )
         outcome = run_vllm_engine(workload_of(config, data_dir), options, slo_of(config))
+        records, summary = outcome.records, outcome.summary
+    elif backend.name == "vllm":
+        from ascendra.harness.vllm_run import run_vllm
+        from ascendra.live.engines import LiveOptions
+
+        checkpoint = Path(backend.checkpoint) if backend.checkpoint else None
+        options = LiveOptions(
+            device=backend.device,
+            num_blocks=backend.kv_blocks,
+            distributed=backend.distributed,
+            checkpoint=checkpoint,
+        )
+        outcome = run_vllm(config, workload_of(config, data_dir), options)
         records, summary = outcome.records, outcome.summary
     elif backend.name == "engine":
         with needs("engine", what="--backend engine"):

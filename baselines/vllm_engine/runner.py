@@ -4,15 +4,22 @@ Timeline: ``time.monotonic()`` relative to the run start (after engine start-up 
 clock vLLM's engine core stamps its scheduling events with, so a request's first scheduling time comes from
 vLLM itself (``RequestOutput.metrics.scheduled_ts``, recorded because stats logging is on). A token's time is
 the moment the ``step()`` that produced it returned, the same convention as our live runtime.
+
+The engine is stepped from a thread of its own (``VllmServer.stepper``), never from the process's main thread,
+as our live runtime steps each instance's engine (``--backend vllm`` included) from an instance thread: on CPU a
+step runs on the OpenMP team of the thread calling it, and GNU OpenMP spins the main thread's team hard (as
+many threads as cores) where a later thread's team yields, so on a host shared with other processes main-thread
+steps stall (measured on 2 cores under load: 10-100 ms per step against 6-10 ms from a thread, with both OpenMP
+threads spinning through the stall), while on an idle host they are 25-40% quicker. Stepped alike, vLLM's own
+scheduler and our policies on vLLM compare like with like.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,37 +29,26 @@ import pandas as pd
 
 from ascendra.errors import UserError
 from ascendra.metrics import SLO, run_tables
-from ascendra.models import ModelSpec, get_model
 from ascendra.request import Request, RequestSpec
+from ascendra.vllm_backend.host import (
+    INSTALL_HINT,
+    TINY_VLLM,
+    check_head_dim,
+    engine_spec,
+    engine_threads,
+    is_cpu,
+    prompt_ids,
+    set_environment,
+    step_threads,
+    vllm_available,
+    write_checkpoint,
+)
 from workloads.spec import Workload
 
 #: vLLM's scheduling policies (``priority``: lower value first, ties by arrival).
 POLICIES = ("fcfs", "priority")
 DTYPES = ("float32", "bfloat16", "float16")
 INSTANCE = "vllm0"
-INSTALL_HINT = (
-    "vLLM is not installed: pip install -c constraints.txt -e '.[engine,vllm]' "
-    "(then pip uninstall -y torchvision torchaudio torchcodec); on a GPU host: pip install -e '.[engine]' vllm"
-)
-
-#: Our ``tiny`` model with head_dim 32 instead of 16 (vLLM's CPU attention supports head dims >= 32); same
-#: vocabulary and maximum length, so workloads built for ``tiny`` run on it unchanged.
-TINY_VLLM = ModelSpec("tiny-vllm", "ascendra/tiny-llama-h32", 2, 128, 256, 4, 2, 32, 512, 2048)
-
-
-def engine_spec(name: str) -> ModelSpec:
-    """The model shapes the vLLM engine runs: ``tiny-vllm`` or any model of the project's table."""
-    if name == TINY_VLLM.name:
-        return TINY_VLLM
-    try:
-        return get_model(name)
-    except UserError:
-        raise UserError(f"unknown engine model {name!r}; use {TINY_VLLM.name} or a model of the table") from None
-
-
-def vllm_available() -> bool:
-    """Whether the optional ``vllm`` dependency is importable (without importing it)."""
-    return importlib.util.find_spec("vllm") is not None
 
 
 def shortest_job_first(spec: RequestSpec) -> int:
@@ -71,8 +67,11 @@ class VllmEngineOptions:
     - ``max_model_len``: default the longest request of the workload (keeps vLLM's checks tight).
     - ``kv_cache_gib``: KV cache memory; ``block_size``: KV block size in tokens (default vLLM's choice; its CPU
       attention wants multiples of 32).
-    - ``cpu_cores``: cores vLLM's OpenMP threads bind to (``VLLM_CPU_OMP_THREADS_BIND``, e.g. ``0-1``); default
-      every core this process may run on. Unbound threads make CPU latencies several times worse.
+    - ``cpu_cores``: the engine's cores (``"0,1"``; vLLM's ``VLLM_CPU_OMP_THREADS_BIND``, which binds only in its
+      multiprocess executor); default every core this process may run on. ``threads``: intra-op threads of its
+      steps, default one per core: set explicitly in the thread that steps the engine, as ``--backend vllm``
+      does, so both run the model on as many threads whichever thread steps them
+      (``ascendra.vllm_backend.host``).
     - ``enforce_eager``: vLLM's option; None picks eager mode on CPU (nothing to capture, quicker start) and CUDA
       graphs on a GPU, where eager decode steps are launch-bound and would understate vLLM.
     - ``warmup``: serve a few throw-away requests before the clock starts (the first steps are slow).
@@ -91,6 +90,7 @@ class VllmEngineOptions:
     kv_cache_gib: float = 0.25
     block_size: int | None = None
     cpu_cores: str | None = None
+    threads: int | None = None
     enforce_eager: bool | None = None
     seed: int = 0
     warmup: bool = True
@@ -112,6 +112,8 @@ class VllmEngineOptions:
                 raise UserError(f"--{name} must be positive, got {value}")
         if self.block_size is not None and self.block_size <= 0:
             raise UserError(f"--block-size must be positive, got {self.block_size}")
+        if self.threads is not None and self.threads <= 0:
+            raise UserError(f"--threads must be positive, got {self.threads}")
         if self.max_model_len is not None and self.max_model_len <= 0:
             raise UserError(f"--max-model-len must be positive, got {self.max_model_len}")
         if self.checkpoint is not None and not (Path(self.checkpoint) / "config.json").is_file():
@@ -144,8 +146,12 @@ def run_vllm_engine(
 class VllmServer:
     """A started vLLM engine that serves workloads one after another (a rate sweep pays start-up once)."""
 
-    def __init__(self, engine: Any, vocab: int, options: VllmEngineOptions, max_model_len: int) -> None:
+    def __init__(
+        self, engine: Any, vocab: int, options: VllmEngineOptions, max_model_len: int, stepper: ThreadPoolExecutor
+    ) -> None:
         self.engine = engine
+        #: The one thread that steps the engine (warm-up and every run; see the module docstring).
+        self.stepper = stepper
         self.vocab = vocab
         self.options = options
         self.max_model_len = max_model_len
@@ -165,7 +171,9 @@ class VllmServer:
                     "was the workload tokenised for another model?"
                 )
         self._runs += 1
-        requests, step_times, wall = _serve(self.engine, specs, self.vocab, self.options, f"{self._runs}-")
+        prefix = f"{self._runs}-"
+        served = self.stepper.submit(_serve, self.engine, specs, self.vocab, self.options, prefix)
+        requests, step_times, wall = served.result()
         records, summary = run_tables(requests, slo, workload.num_trimmed)
         return VllmEngineOutcome(self.options, workload, requests, records, summary, step_times, self.startup_s, wall)
 
@@ -176,10 +184,13 @@ def open_vllm_engine(workloads: list[Workload], options: VllmEngineOptions) -> I
     specs = [spec for workload in workloads for spec in _sorted_specs(workload)]
     max_model_len = _check_workload(specs, options)
     started = time.monotonic()
-    with _engine(options, max_model_len) as (engine, vocab):
-        server = VllmServer(engine, vocab, options, max_model_len)
+    with (
+        _engine(options, max_model_len) as (engine, vocab),
+        ThreadPoolExecutor(1, thread_name_prefix="vllm-engine") as stepper,
+    ):
+        server = VllmServer(engine, vocab, options, max_model_len, stepper)
         if options.warmup:
-            _warm_up(engine, _sorted_specs(workloads[0]), vocab, options)
+            stepper.submit(_warm_up, engine, _sorted_specs(workloads[0]), vocab, options).result()
         server.startup_s = time.monotonic() - started
         yield server
 
@@ -220,49 +231,14 @@ def _import_vllm() -> Any:
 
 
 def _set_environment(options: VllmEngineOptions) -> None:
-    """In-process engine core (so ``step()`` runs the model here) and OpenMP threads pinned to our cores."""
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    cores = options.cpu_cores or ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cores
-    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout carries our tables and JSON
-    if options.quiet:
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    set_environment(options.cpu_cores, options.quiet)
 
 
 def eager_mode(options: VllmEngineOptions) -> bool:
     """``options.enforce_eager``, or by default eager exactly when vLLM runs on a CPU."""
     if options.enforce_eager is not None:
         return options.enforce_eager
-    from vllm.platforms import current_platform
-
-    return bool(current_platform.is_cpu())
-
-
-def _check_head_dim(spec: ModelSpec) -> None:
-    """vLLM's CPU attention kernels exist for some head dims only; say so before it fails mid-step."""
-    from vllm.platforms import current_platform
-
-    if not current_platform.is_cpu():
-        return
-    try:
-        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
-
-        supported = CPUAttentionBackend.get_supported_head_sizes()
-    except (ImportError, AttributeError):
-        return
-    if spec.head_dim not in supported:
-        raise UserError(
-            f"vLLM's CPU attention does not support head_dim {spec.head_dim} of model {spec.name!r} "
-            f"(supported: {', '.join(map(str, supported))}); use --engine-model {TINY_VLLM.name}"
-        )
-
-
-def _write_checkpoint(spec: ModelSpec, seed: int, directory: Path) -> Path:
-    from ascendra.engine import EngineConfig, dummy_weights, save_checkpoint
-
-    config = EngineConfig.from_model_spec(spec)
-    return save_checkpoint(config, dummy_weights(config, seed=seed), directory)
+    return is_cpu()
 
 
 @contextmanager
@@ -278,8 +254,8 @@ def _engine(options: VllmEngineOptions, max_model_len: int) -> Iterator[tuple[An
     with tempfile.TemporaryDirectory(prefix="ascendra-vllm-") as scratch:
         if options.checkpoint is None:
             spec = engine_spec(options.model)
-            _check_head_dim(spec)
-            path = _write_checkpoint(spec, options.seed, Path(scratch))
+            check_head_dim(spec)
+            path = write_checkpoint(spec, options.seed, Path(scratch))
             vocab = spec.vocab
         else:
             from ascendra.engine import EngineConfig
@@ -313,16 +289,6 @@ def _engine(options: VllmEngineOptions, max_model_len: int) -> Iterator[tuple[An
             engine.engine_core.shutdown()
 
 
-def _prompt_ids(spec: RequestSpec, vocab: int) -> list[int]:
-    """The workload's ids, else the same seeded synthetic ids our engine uses for length-only workloads."""
-    if spec.prompt_ids:
-        return list(spec.prompt_ids)
-    import torch
-
-    gen = torch.Generator().manual_seed(spec.request_id)
-    return torch.randint(vocab, (spec.prompt_tokens,), generator=gen).tolist()
-
-
 def _add(engine: Any, request_id: str, spec: RequestSpec, vocab: int, options: VllmEngineOptions) -> None:
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
@@ -336,12 +302,13 @@ def _add(engine: Any, request_id: str, spec: RequestSpec, vocab: int, options: V
         output_kind=RequestOutputKind.DELTA,
     )
     priority = options.priority(spec) if options.policy == "priority" else 0
-    engine.add_request(request_id, {"prompt_token_ids": _prompt_ids(spec, vocab)}, params, priority=priority)
+    engine.add_request(request_id, {"prompt_token_ids": prompt_ids(spec, vocab)}, params, priority=priority)
 
 
 def _warm_up(engine: Any, specs: list[RequestSpec], vocab: int, options: VllmEngineOptions) -> None:
     """Serve copies of the first requests in groups of 1, 2, 4, 8 (outputs capped at 16 tokens), twice: a fresh
     CPU engine is several times slower on its first batches of each shape."""
+    step_threads(options.threads or engine_threads(options.cpu_cores))
     count = 0
     for _ in range(2):
         for group in (1, 2, 4, 8):
@@ -357,6 +324,7 @@ def _serve(
     engine: Any, specs: list[RequestSpec], vocab: int, options: VllmEngineOptions, prefix: str
 ) -> tuple[list[Request], list[float], float]:
     """Release arrivals on the wall clock, step the engine, stamp tokens; returns requests, step times, wall."""
+    step_threads(options.threads or engine_threads(options.cpu_cores))
     requests = {spec.request_id: Request(spec) for spec in specs}
     step_times: list[float] = []
     start = time.monotonic()

@@ -1,4 +1,5 @@
-"""`ascbench serve`: an OpenAI-compatible HTTP server in front of a system running on the real engine."""
+"""`ascbench serve`: an OpenAI-compatible HTTP server in front of a system running on real engines: the project's
+engine (``--backend engine``) or vLLM engines driven by the system's policy (``--backend vllm``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import typer
 from ascendra.harness.cli.app import app, stderr
 from ascendra.harness.cli.run_options import system_options
 from ascendra.harness.config import RunConfig
+from ascendra.kv_cache import DEFAULT_BLOCK_SIZE
 from ascendra.serve.cluster import DEFAULT_MAX_QUEUE
 
 _ENG = "Engine"
@@ -27,10 +29,13 @@ def _eng(text: str) -> typer.models.OptionInfo:
         "instances": 3,
         "ttft_slo": 1.0,
         "tbt_slo": 0.15,
+        "backend": "engine",
         "device": "cpu",
         "kv_blocks": None,
+        "distributed": "none",
+        "block_size": DEFAULT_BLOCK_SIZE,
     },
-    fixed={"backend": "engine"},
+    fixed={},
 )
 def serve(
     config: RunConfig,
@@ -41,14 +46,18 @@ def serve(
     ] = DEFAULT_MAX_QUEUE,
     dtype: Annotated[str | None, _eng("fp32, bf16 or fp16.")] = None,
     checkpoint: Annotated[Path | None, _eng("Local HF checkpoint (default: dummy weights).")] = None,
-    torch_threads: Annotated[int | None, _eng("Intra-op threads \\[default: cores / instances].")] = None,
+    torch_threads: Annotated[
+        int | None, _eng("Intra-op threads \\[default: cores / instances; vllm in-process: every core].")
+    ] = None,
 ) -> None:
     """Serve /v1/completions, /v1/chat/completions (streaming or not), /v1/models and /health until Ctrl-C.
 
     Text prompts are encoded one token per UTF-8 byte and each output token is shown as one character (the tiny
     model has no tokenizer); token-id prompts are taken as they are. A request generates max_tokens unless a stop
     string or stop token id comes first. SIGTERM ends every request in flight and exits 0. The GPU names the
-    hardware Ascendra's performance model was fitted for."""
+    hardware Ascendra's performance model was fitted for. --backend vllm serves the system's policy on vLLM
+    engines (the vllm extra; on CPU with --block-size 32), one per instance, in this process or, with
+    --distributed ray, one Ray actor each."""
     from ascendra.errors import UserError
     from ascendra.extras import needs
     from ascendra.harness.registry import get_system
@@ -63,21 +72,27 @@ def serve(
         import fastapi  # noqa: F401  (the server's own import comes later: fail before building engines)
         import uvicorn  # noqa: F401
 
-        from ascendra.harness.serving import build_cluster
+        from ascendra.harness.serving import SERVE_BACKENDS, open_cluster
         from ascendra.live.engines import LiveOptions
         from ascendra.serve.server import listen
         from ascendra.serve.server import serve as run_server
-    sock = listen(host, port)  # before the engines are built: a port in use fails at once, in one line
     backend = config.backend
+    if backend.name not in SERVE_BACKENDS:
+        raise UserError(f"ascbench serve runs on --backend {' or '.join(SERVE_BACKENDS)}, not {backend.name}")
+    sock = listen(host, port)  # before the engines are built: a port in use fails at once, in one line
     options = LiveOptions(
         device=backend.device,
         dtype=dtype,
         checkpoint=checkpoint,
         num_blocks=backend.kv_blocks,
         torch_threads=torch_threads,
+        distributed=backend.distributed,
     )
-    cluster = build_cluster(config, options, max_queue)
     c = config.cluster
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    where = f"{c.instances} instances of {c.model} on {backend.device}"
-    run_server(cluster, c.model, sock, lambda: stderr.print(f"serving {config.system} ({where}) at {url}"))
+    where = f"{c.instances} instances of {c.model} on {backend.device}, backend {backend.name}"
+    try:
+        with open_cluster(config, options, max_queue) as cluster:
+            run_server(cluster, c.model, sock, lambda: stderr.print(f"serving {config.system} ({where}) at {url}"))
+    finally:
+        sock.close()
