@@ -40,7 +40,9 @@ def test_several_seeds_give_mean_interval_and_paired_ratios() -> None:
     caps = goodput.aggregate(per_seed)
     ci = mean_ci(CAPS["A"])
     a = caps[caps["label"] == "A"].iloc[0]
-    assert (a["capacity_qps"], a["ci_low"], a["ci_high"], a["seeds"]) == pytest.approx((ci.estimate, ci.low, ci.high, 3))
+    assert (a["capacity_qps"], a["ci_low"], a["ci_high"], a["seeds"]) == pytest.approx(
+        (ci.estimate, ci.low, ci.high, 3)
+    )
     ratio = goodput.ratios(per_seed, ["A"]).iloc[0]
     paired = paired_ratio_ci(CAPS["A"], CAPS["B"])  # 1.25, 1.25, 1.125
     assert ratio["ratio"] == pytest.approx((1.25 + 1.25 + 1.125) / 3)

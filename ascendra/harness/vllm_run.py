@@ -204,13 +204,11 @@ class VllmEngines:
                 host.close()
 
     def _start_ray(self) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise UserError("--distributed ray needs Ray: install the dist extra") from None
-        self._started_ray = not ray.is_initialized()
-        if self._started_ray:
-            ray.init(include_dashboard=False, log_to_driver=False)
+        from ascendra.live.ray_executor import start_ray
+
+        self._started_ray = start_ray()
+        import ray
+
         gpus = int(ray.cluster_resources().get("GPU", 0))
         if self.gpu and gpus < self.count:
             self.close()

@@ -187,6 +187,19 @@ class RayEngineExecutor:
         ray.get(self.actor.put_kv.remote(block_ids, pages))
 
 
+def start_ray() -> bool:
+    """Ray for ``--distributed ray``: the cluster named by RAY_ADDRESS (or a running `ray start`), else a local
+    one; True when this call started it (its caller shuts it down)."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--distributed ray needs Ray: install the dist extra") from None
+    if ray.is_initialized():
+        return False
+    ray.init(include_dashboard=False, log_to_driver=False)
+    return True
+
+
 class RayEngines:
     """The actors of one run: started (and Ray with them, if not yet running) here, killed by ``close``."""
 
@@ -201,14 +214,9 @@ class RayEngines:
     ) -> None:
         """``count`` actors, each with a pool of ``num_blocks`` blocks of ``block_size`` tokens (the size the
         driver's block managers use: ``RayEngineExecutor`` refuses a mismatch)."""
-        try:
-            import ray
-        except ImportError:
-            raise UserError("--distributed ray needs Ray: install the dist extra") from None
-        self._started_ray = not ray.is_initialized()
-        if self._started_ray:
-            # Joins the cluster named by RAY_ADDRESS (or a running `ray start`), else starts a local one.
-            ray.init(include_dashboard=False, log_to_driver=False)
+        self._started_ray = start_ray()
+        import ray
+
         gpus = 1 if options.device.startswith("cuda") else 0
         # As in process: the driver's cores split between the instances (each actor is its own process).
         threads = options.torch_threads or max(1, (os.cpu_count() or 1) // count)
