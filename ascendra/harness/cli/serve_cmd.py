@@ -93,6 +93,7 @@ def serve(
     where = f"{c.instances} instances of {c.model} on {backend.device}, backend {backend.name}"
     try:
         with open_cluster(config, options, max_queue) as cluster:
-            run_server(cluster, c.model, sock, lambda: stderr.print(f"serving {config.system} ({where}) at {url}"))
+            announce = f"serving {config.system} ({where}) at {url}"
+            run_server(cluster, c.model, sock, lambda: stderr.print(announce, soft_wrap=True))  # one line, any width
     finally:
         sock.close()
