@@ -46,6 +46,17 @@ def test_cost_model_json_is_one_object_with_every_case() -> None:
     assert all(p["within_tolerance"] for p in points)
 
 
+def test_a_70b_config_at_tp4_is_shown_next_to_tensorrt_llms_published_latency() -> None:
+    config = Path(__file__).parent / "data" / "llama-3-70b" / "config.json"
+    result = runner.invoke(app, ["cost-model", "--model", str(config), "--tp", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    published = json.loads(result.output)["published"]
+    assert [(p["case"], p["measured_ms"]) for p in published] == [("prefill 128", 47.0), ("prefill 2048", 377.0)]
+    assert all(abs(p["error"]) < 0.2 for p in published)  # NVSwitch: ~+10%, the pairwise profile would be ~+70%
+    eight_b = json.loads(runner.invoke(app, ["cost-model", "--json"]).output)
+    assert eight_b["published"] == []  # no published first-token latency for that setup
+
+
 @pytest.mark.parametrize(
     "args",
     [["--model", "nope"], ["--gpu", "tpu-v5"], ["--model", "tiny", "--tp", "4"], ["--interconnect", "ethernet"]],

@@ -78,6 +78,21 @@ def measured_comparison(path: Path | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def published_for(cm: CostModel) -> list[dict[str, Any]]:
+    """Published measurements of the loaded model's shape and setup, against ``cm`` (empty when none is known):
+    TensorRT-LLM's Llama-2-70B batch-1 first-token latency for a 70B Llama shape at TP 4 on an A100 (Llama-3-70B
+    differs only in its vocabulary: its LM head adds ~0.3 ms)."""
+    m = cm.model
+    if (m.num_layers, m.hidden, m.ffn) != (80, 8192, 28672) or (cm.gpu.name, cm.tp) != PUBLISHED_70B_SETUP:
+        return []
+    rows = []
+    for tokens, measured in PUBLISHED_70B_POINTS:
+        predicted = cm.time_of([(tokens, 0)], []) * 1e3
+        rows.append({"case": f"prefill {tokens}", "predicted_ms": predicted, "measured_ms": measured,
+                     "error": predicted / measured - 1})  # fmt: skip
+    return rows
+
+
 def review(cm: CostModel, path: Path | None = None) -> dict[str, Any]:
     """Everything the ``cost-model`` command shows, as one JSON-ready object (``path``: the file ``cm`` came from)."""
     model, gpu, tp = MEASURED_SETUP
@@ -90,4 +105,5 @@ def review(cm: CostModel, path: Path | None = None) -> dict[str, Any]:
         "cases": [c.as_dict() for c in standard_cases(cm)],
         "measured": {"model": model, "gpu": gpu, "tp": tp, "tolerance": MEASURED_TOLERANCE,
                      "points": measured_comparison(path)},
+        "published": published_for(cm),
     }  # fmt: skip

@@ -151,4 +151,13 @@ def cost_model_cmd(
     for c in result["cases"]:
         table.add_row(c["case"], *(f"{c[f'{p}_ms']:.2f}" for p in parts))
     stdout.print(table)
+    if result["published"]:
+        published = Table(
+            title="Published: TensorRT-LLM v0.5, Llama-2-70B FP16 on 4x A100-80GB, batch-1 first-token latency"
+        )
+        for label in ("iteration", "predicted ms", "measured ms", "error"):
+            published.add_column(label, justify="left" if label == "iteration" else "right")
+        for r in result["published"]:
+            published.add_row(r["case"], f"{r['predicted_ms']:.1f}", f"{r['measured_ms']:.1f}", f"{r['error']:+.1%}")
+        stdout.print(published)
     _print_measured(result["measured"]["points"], MEASURED_TOLERANCE)
