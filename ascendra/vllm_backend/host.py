@@ -123,6 +123,22 @@ def write_checkpoint(spec: ModelSpec, seed: int, directory: Path) -> Path:
     return save_checkpoint(config, dummy_weights(config, seed=seed), directory)
 
 
+def start_engine(path: Path, **args: Any) -> Any:
+    """A vLLM ``LLMEngine`` on the checkpoint at ``path``, fed token ids (no tokenizer, no prefix caching, stats on
+    for its step timings) with ``args`` as further ``EngineArgs``; a configuration vLLM refuses is one line."""
+    from vllm import EngineArgs
+    from vllm.v1.engine.llm_engine import LLMEngine
+
+    engine_args = EngineArgs(
+        model=str(path), skip_tokenizer_init=True, enable_prefix_caching=False, disable_log_stats=False, **args
+    )
+    try:
+        return LLMEngine.from_engine_args(engine_args)
+    except (ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"vLLM refused the configuration: {first}") from None
+
+
 def prompt_ids(spec: RequestSpec, vocab: int) -> list[int]:
     """The workload's ids, else the same seeded synthetic ids our engine uses for length-only workloads."""
     if spec.prompt_ids:
@@ -204,9 +220,6 @@ class VllmHost:
         if not vllm_available():
             raise UserError(INSTALL_HINT)
         set_environment(config.cpu_cores, config.quiet)
-        from vllm import EngineArgs
-        from vllm.v1.engine.llm_engine import LLMEngine
-
         self.config = config
         self.threads = config.threads or engine_threads(config.cpu_cores)
         self._scratch = tempfile.mkdtemp(prefix="ascendra-vllm-")
@@ -222,29 +235,24 @@ class VllmHost:
                 f"vLLM's CPU attention needs a block size that is a multiple of 32: --block-size 32, "
                 f"not {config.block_size}"
             )
-        args = EngineArgs(
-            model=str(path),
-            skip_tokenizer_init=True,
-            dtype=config.dtype,
-            seed=config.seed,
-            max_model_len=config.max_model_len,
-            enable_chunked_prefill=config.enable_chunked_prefill,
-            max_num_batched_tokens=config.max_num_batched_tokens,
-            max_num_seqs=config.max_num_seqs,
-            block_size=config.block_size,
-            num_gpu_blocks_override=config.num_blocks + 1,
-            kv_cache_memory_bytes=_pool_bytes(config),
-            enable_prefix_caching=False,
-            enforce_eager=eager,
-            disable_log_stats=False,
-            scheduler_cls=NATIVE_SCHEDULER if config.native else PLAN_SCHEDULER,
-        )
         try:
-            self.engine = LLMEngine.from_engine_args(args)
-        except (ValueError, TypeError) as exc:
+            self.engine = start_engine(
+                path,
+                dtype=config.dtype,
+                seed=config.seed,
+                max_model_len=config.max_model_len,
+                enable_chunked_prefill=config.enable_chunked_prefill,
+                max_num_batched_tokens=config.max_num_batched_tokens,
+                max_num_seqs=config.max_num_seqs,
+                block_size=config.block_size,
+                num_gpu_blocks_override=config.num_blocks + 1,
+                kv_cache_memory_bytes=_pool_bytes(config),
+                enforce_eager=eager,
+                scheduler_cls=NATIVE_SCHEDULER if config.native else PLAN_SCHEDULER,
+            )
+        except UserError:
             shutil.rmtree(self._scratch, ignore_errors=True)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"vLLM refused the configuration: {first}") from None
+            raise
         self.scheduler = self.engine.engine_core.engine_core.scheduler
         self._ids: dict[int, str] = {}  # our request id -> vLLM's internal id
         self._top: dict[int, int] = {}  # request id -> log-probability alternatives it asked for

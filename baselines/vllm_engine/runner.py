@@ -39,6 +39,7 @@ from ascendra.vllm_backend.host import (
     is_cpu,
     prompt_ids,
     set_environment,
+    start_engine,
     step_threads,
     vllm_available,
     write_checkpoint,
@@ -248,9 +249,6 @@ def _engine(options: VllmEngineOptions, max_model_len: int) -> Iterator[tuple[An
         raise UserError(INSTALL_HINT)
     _set_environment(options)
     _import_vllm()
-    from vllm import EngineArgs
-    from vllm.v1.engine.llm_engine import LLMEngine
-
     with tempfile.TemporaryDirectory(prefix="ascendra-vllm-") as scratch:
         if options.checkpoint is None:
             spec = engine_spec(options.model)
@@ -262,9 +260,8 @@ def _engine(options: VllmEngineOptions, max_model_len: int) -> Iterator[tuple[An
 
             path = Path(options.checkpoint)
             vocab = EngineConfig.from_json_file(path).shape.vocab
-        args = EngineArgs(
-            model=str(path),
-            skip_tokenizer_init=True,
+        engine = start_engine(
+            path,
             dtype=options.dtype,
             seed=options.seed,
             max_model_len=max_model_len,
@@ -274,15 +271,8 @@ def _engine(options: VllmEngineOptions, max_model_len: int) -> Iterator[tuple[An
             scheduling_policy=options.policy,
             block_size=options.block_size,
             kv_cache_memory_bytes=int(options.kv_cache_gib * 1024**3),
-            enable_prefix_caching=False,
             enforce_eager=eager_mode(options),
-            disable_log_stats=False,
         )
-        try:
-            engine = LLMEngine.from_engine_args(args)
-        except (ValueError, TypeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"vLLM refused the configuration: {first}") from None
         try:
             yield engine, vocab
         finally:
