@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ascendra.request import Request
@@ -21,44 +22,99 @@ class BatchItem:
 
 @dataclass(slots=True)
 class Batch:
-    """The items of one iteration. Counters are kept as items are added so hot paths never re-scan."""
+    """The work of one iteration: prefill chunks as items, decodes as two parallel lists.
 
-    items: list[BatchItem] = field(default_factory=list)
+    A decode is one token on top of its context, so it is kept as (request, context) in ``decodes`` and
+    ``decode_contexts`` rather than as an item: a simulated iteration holds ~100 decodes, and building, costing
+    and completing them is the simulator's hot path (cost models sum ``decode_contexts`` in one call). Decodes
+    come first in ``items`` (every policy schedules them before prefills). ``num_prefill_tokens`` is kept as
+    chunks are added so hot paths never re-scan."""
+
+    prefills: list[BatchItem] = field(default_factory=list)
+    decodes: list[Request] = field(default_factory=list)
+    decode_contexts: list[int] = field(default_factory=list)
     num_prefill_tokens: int = 0
-    num_decodes: int = 0
 
     def add(self, request: Request, num_tokens: int, is_prefill: bool) -> None:
-        self.items.append(BatchItem(request, num_tokens, request.num_computed, is_prefill))
+        """Add ``num_tokens`` of ``request`` on top of its computed tokens (a decode is exactly one)."""
         if is_prefill:
+            self.prefills.append(BatchItem(request, num_tokens, request.num_computed, True))
             self.num_prefill_tokens += num_tokens
         else:
-            self.num_decodes += 1
+            if num_tokens != 1:
+                raise ValueError(f"a decode computes one token, got {num_tokens} for request {request.id}")
+            self.add_decode(request, request.num_computed)
+
+    def add_decode(self, request: Request, context: int) -> None:
+        self.decodes.append(request)
+        self.decode_contexts.append(context)
+
+    @property
+    def num_decodes(self) -> int:
+        return len(self.decodes)
 
     @property
     def num_tokens(self) -> int:
-        return self.num_prefill_tokens + self.num_decodes
+        return self.num_prefill_tokens + len(self.decodes)
+
+    @property
+    def items(self) -> list[BatchItem]:
+        """Every item, decodes first (built on each call: for executors and tests, not hot paths)."""
+        return self.decode_items() + self.prefills
+
+    def decode_items(self) -> list[BatchItem]:
+        """The decodes as items (built on each call)."""
+        return [BatchItem(r, 1, c, False) for r, c in zip(self.decodes, self.decode_contexts, strict=True)]
+
+    def requests(self) -> Iterator[Request]:
+        """Every request the batch computes, in ``items`` order."""
+        yield from self.decodes
+        for item in self.prefills:
+            yield item.request
+
+    def computes(self, request: Request) -> bool:
+        """Whether ``request`` is in the batch."""
+        return any(r is request for r in self.requests())
 
     @property
     def kind(self) -> str:
         """'prefill', 'decode' or 'mixed': the performance model fits one regression per kind."""
-        if self.num_decodes == 0:
+        if not self.decodes:
             return "prefill"
         return "decode" if self.num_prefill_tokens == 0 else "mixed"
 
     def composition(self) -> tuple[list[tuple[int, int]], list[int]]:
         """(prefill chunks as (tokens, prior context), decode contexts): the form cost and performance models
         and batch logs read, fixed at scheduling time (the items' requests keep changing afterwards)."""
-        prefills: list[tuple[int, int]] = []
-        decodes: list[int] = []
-        for item in self.items:
-            if item.is_prefill:
-                prefills.append((item.num_tokens, item.context))
-            else:
-                decodes.append(item.context)
-        return prefills, decodes
+        return [(item.num_tokens, item.context) for item in self.prefills], list(self.decode_contexts)
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.decodes) + len(self.prefills)
 
     def __bool__(self) -> bool:
-        return bool(self.items)
+        return bool(self.decodes) or bool(self.prefills)
+
+
+@dataclass(slots=True)
+class DecodeCounts:
+    """A run of decode-only steps in counts, as a cost model prices it: ``num_decodes`` decodes with ``kv`` tokens
+    cached in all at the first step (one more each per step), of which ``leaving[last] = [count, contexts]``
+    (their number and their contexts at the first step) take part in the first ``last`` steps only."""
+
+    num_decodes: int = 0
+    kv: int = 0
+    leaving: dict[int, list[int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, contexts: list[int], lasts: list[int]) -> DecodeCounts:
+        """The run of decodes with ``contexts[i]`` tokens cached at the first step, decode ``i`` taking part in
+        the first ``lasts[i]`` steps."""
+        leaving: dict[int, list[int]] = {}
+        for context, last in zip(contexts, lasts, strict=True):
+            left = leaving.get(last)
+            if left is None:
+                leaving[last] = [1, context]
+            else:
+                left[0] += 1
+                left[1] += context
+        return cls(len(contexts), sum(contexts), leaving)

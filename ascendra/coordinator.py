@@ -227,7 +227,7 @@ class Coordinator:
         if any(move.request is request for *_, move in self._in_transit):
             return False
         instance = self._by_name[request.instances[-1]]
-        if instance.batch is not None and any(item.request is request for item in instance.batch.items):
+        if instance.batch is not None and instance.batch.computes(request):
             return False
         instance.scheduler.release(request)
         if self.kv is not None:

@@ -108,7 +108,7 @@ class HighPriorityScheduler(BasePolicy):
             if self.waiting:
                 self._drop_hopeless(now)
             self._schedule_decodes(batch, now)
-            slack = decode_slack((item.request for item in batch.items), self.decode_tbt, now) - self.tbt_guard
+            slack = decode_slack(batch.decodes, self.decode_tbt, now) - self.tbt_guard
             order = [*(r for r in self.running if r.in_prefill), *(self._admission_order(now) if self.waiting else ())]
             add_chunks(self, batch, order, slack, self.predictor.perf.predict_stats, self.max_batched_tokens, now)
             return batch

@@ -108,6 +108,11 @@ class BlockManager:
         table.extend(taken)
         return True
 
+    def add_block(self, request: Request) -> None:
+        """One more block for a request holding some, as ``grow`` past the end of its table by one slot would
+        allocate it (the caller checked one is free): a decode run's growth, one block at a time."""
+        self._tables[request.id].append(self._free.pop())
+
     def grow(self, request: Request, num_tokens_total: int) -> None:
         """Allocate blocks so the request's table covers ``num_tokens_total`` token slots (no-op if it does)."""
         if not self.try_grow(request, num_tokens_total):

@@ -85,7 +85,7 @@ class LowPriorityScheduler(BasePolicy):
         batch = Batch()
         self._schedule_decodes(batch, now)
         if self.chunk_tbt is not None:
-            slack = decode_slack((item.request for item in batch.items), self.chunk_tbt, now) - self.tbt_guard
+            slack = decode_slack(batch.decodes, self.chunk_tbt, now) - self.tbt_guard
             order = [*(r for r in self.running if r.in_prefill), *(self._ranked(now) if self.waiting else ())]
             add_chunks(self, batch, order, slack, self.predictor.perf.predict_stats, self.max_batched_tokens, now)
             return batch
@@ -99,7 +99,7 @@ class LowPriorityScheduler(BasePolicy):
         stats = batch_stats(*batch.composition()) if timed else None
         tbt_budget = self.tbt_budget
         if timed:
-            tbt_budget = min(item.request.tbt_slo or tbt_budget for item in batch.items)  # type: ignore[type-var]
+            tbt_budget = min(r.tbt_slo or tbt_budget for r in batch.decodes)  # type: ignore[type-var]
         chosen: list[Request] = []
         for request in self._ranked(now):
             if seqs_left <= 0 or budget <= 0:

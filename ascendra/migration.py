@@ -224,7 +224,7 @@ class Migrator:
             return
         if not self.precopy or incremental <= self.last_stage_max_blocks:
             computing = self._computing(m.source, instance, batch)
-            if computing is not None and any(item.request is request for item in computing.items):
+            if computing is not None and computing.computes(request):
                 m.leaving = True  # stops after this batch; released at the source's next step
                 _migratable(m.source).leaving.append(request)
                 return
@@ -252,7 +252,7 @@ class Migrator:
             self._abort(m, reason)
             return
         computing = self._computing(source, instance, batch)
-        assert computing is None or all(item.request is not request for item in computing.items)
+        assert computing is None or not computing.computes(request)
         target.reserve(request, request.num_computed)
         src.leaving = [r for r in src.leaving if r is not request]
         kv_tokens = source.scheduler.release(request)

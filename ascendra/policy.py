@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ascendra.admission import Admission
-from ascendra.batch import Batch, BatchItem
+from ascendra.batch import Batch, DecodeCounts
 from ascendra.errors import UserError
 from ascendra.kv_cache import BlockManager
 from ascendra.request import Request
@@ -125,22 +125,23 @@ class BasePolicy(ABC):
         """The next iteration's batch (empty when there is nothing to run); reserves its KV."""
 
     def on_batch_done(self, batch: Batch, now: float) -> list[Request]:
-        """Advance every item's request at ``now``; free and return those that finished."""
+        """Advance every request of ``batch`` at ``now`` (decodes first, as ``Batch.items``); free and return
+        those that finished."""
         finished: list[Request] = []
-        for item in batch.items:
-            request = item.request
-            if item.is_prefill:
-                if not request.advance(item.num_tokens, now):
-                    continue
-            else:  # a decode: ``request.advance(1, now)``, inlined on the hot path
-                request.num_computed += 1
-                times = request.token_times
-                times.append(now)
-                if len(times) < request.spec.output_tokens:
-                    continue
+        blocks = self.blocks
+        for request in batch.decodes:  # ``request.advance(1, now)``, inlined on the hot path
+            request.num_computed += 1
+            times = request.token_times
+            times.append(now)
+            if len(times) >= request.spec.output_tokens:
                 request.finish_time = now
-            self.blocks.free(request)
-            finished.append(request)
+                blocks.free(request)
+                finished.append(request)
+        for item in batch.prefills:
+            request = item.request
+            if request.advance(item.num_tokens, now):
+                blocks.free(request)
+                finished.append(request)
         if finished:
             self.running = [r for r in self.running if r.finish_time is None]
         return finished
@@ -148,17 +149,14 @@ class BasePolicy(ABC):
     def steady(self, batch: Batch) -> bool:
         """Whether ``batch``, just scheduled, starts a run of identical decode steps (``steady_decodes``)."""
         return (
-            self.steady_decodes
-            and not self.waiting
-            and batch.num_prefill_tokens == 0
-            and len(batch.items) == len(self.running)
+            self.steady_decodes and not self.waiting and not batch.prefills and len(batch.decodes) == len(self.running)
         )
 
     def decode_run(self, batch: Batch, ends_of: RunEnds, log: bool = False) -> DecodeRun:
         """Advance a run of decode steps exactly as scheduling them one by one would (the simulator's bulk path).
 
         ``batch`` was just scheduled and ``steady(batch)`` held. Each step of the run decodes one token of every
-        request of ``batch`` that has not finished yet; ``ends_of(contexts, lasts)`` gives when each step ends
+        request of ``batch`` that has not finished yet; ``ends_of(counts, longest)`` gives when each step ends
         (step 0 is ``batch``), up to the last that may be reached before something else reaches this instance.
         A step is only taken while the blocks it needs are free (else its scheduling would preempt, which is
         left to ``schedule``). Steps ``0..steps`` are completed here (tokens, finishes, KV blocks allocated and
@@ -166,47 +164,44 @@ class BasePolicy(ABC):
         on the clock: nothing that happens while it runs changes its outcome (``steady``, and the router's
         promise), so its requests are touched once here rather than again when it ends. The returned ``batch``
         is that step's (empty unless ``log``: nobody reads a batch completed ahead)."""
-        items = batch.items
-        requests = [item.request for item in items]
-        contexts = [item.context for item in items]
+        requests = batch.decodes
+        contexts = batch.decode_contexts
         lasts = [r.spec.output_tokens - len(r.token_times) for r in requests]  # steps each takes part in
-        ends = ends_of(contexts, lasts)
-        horizon = min(len(ends), max(lasts)) - 1  # the last step that could be reached
+        longest = max(lasts)
+        ends = ends_of(DecodeCounts.of(contexts, lasts), longest)
+        horizon = min(len(ends), longest) - 1  # the last step that could be reached
         blocks = self.blocks
         size = blocks.block_size
         # The steps at which each request needs a new block (its next slot passes the end of its table), and those
         # after which it leaves; only requests that leave or reach the end of a block within the run have any.
-        grows: dict[int, list[int]] = {}
-        leaves: dict[int, list[int]] = {}
-        eventful = [
-            i
-            for i, (context, last) in enumerate(zip(contexts, lasts, strict=True))
-            if last <= horizon or size - context % size <= horizon
-        ]
-        for i in eventful:
-            context = contexts[i]
-            last = lasts[i] - 1
+        grows: dict[int, list[Request]] = {}
+        leaves: dict[int, list[Request]] = {}
+        for request, context, last in zip(requests, contexts, lasts, strict=True):
+            last -= 1
             if last < horizon:
-                leaves.setdefault(last, []).append(i)
-            else:
+                leaves.setdefault(last, []).append(request)
+            elif size - context % size <= horizon:
                 last = horizon
+            else:
+                continue
             # Its table holds at least the block of slot ``context + 1``: no new block before this step.
             if size - context % size <= last:
-                first = blocks.num_blocks_of(requests[i]) * size - context
+                first = blocks.num_blocks_of(request) * size - context
                 for step in range(first, last + 1, size):
-                    grows.setdefault(step, []).append(i)
+                    grows.setdefault(step, []).append(request)
         steps = horizon
         if grows or leaves:
+            add_block = blocks.add_block
             for step in range(1, horizon + 1):
                 freeing = leaves.get(step - 1, ())
                 needing = grows.get(step, ())
-                if needing and len(needing) > blocks.num_free + sum(blocks.num_blocks_of(requests[i]) for i in freeing):
+                if needing and len(needing) > blocks.num_free + sum(map(blocks.num_blocks_of, freeing)):
                     steps = step - 1
                     break
-                for i in freeing:
-                    blocks.free(requests[i])
-                for i in needing:
-                    blocks.grow(requests[i], contexts[i] + step + 1)
+                for request in freeing:
+                    blocks.free(request)
+                for request in needing:
+                    add_block(request)
         if steps == 0:
             return DecodeRun(0, [], batch)
         finished: list[Request] = []
@@ -296,8 +291,8 @@ class BasePolicy(ABC):
         running = self.running
         block_size = self.blocks.block_size
         try_grow = self.blocks.try_grow
-        items = batch.items
-        before = len(items)
+        decodes = batch.decodes
+        contexts = batch.decode_contexts
         # The KV of the computed tokens is held, so the next slot is in a held block unless the last one is full;
         # only then may it need a block, and possibly a preemption. Until one does, ``running`` is not changed
         # under the loop (the common case: a plain ``for``); from that request on, it is walked by index.
@@ -308,13 +303,13 @@ class BasePolicy(ABC):
                 if prefilling is not None:
                     prefilling.append(request)
             elif num_computed % block_size or try_grow(request, num_computed + 1):
-                items.append(BatchItem(request, 1, num_computed, False))
+                decodes.append(request)
+                contexts.append(num_computed)
             else:
-                self._decodes_preempting(running.index(request), items, prefilling)
+                self._decodes_preempting(running.index(request), batch, prefilling)
                 break
-        batch.num_decodes += len(items) - before
 
-    def _decodes_preempting(self, i: int, items: list[BatchItem], prefilling: list[Request] | None) -> None:
+    def _decodes_preempting(self, i: int, batch: Batch, prefilling: list[Request] | None) -> None:
         """``_schedule_decodes`` from ``running[i]``, a decode that needs a block, on: preempting as needed."""
         running = self.running
         block_size = self.blocks.block_size
@@ -329,7 +324,7 @@ class BasePolicy(ABC):
                     prefilling.append(request)
                 continue
             if num_computed % block_size or try_grow(request, num_computed + 1) or grow_decode(request, running.pop):
-                items.append(BatchItem(request, 1, num_computed, False))
+                batch.add_decode(request, num_computed)
 
     def _grow_decode(self, request: Request, pop_victim: Callable[[], Request]) -> bool:
         """Reserve the KV slot of ``request``'s next decode, preempting ``pop_victim()`` (the newest running
@@ -402,9 +397,9 @@ def max_kv_tokens(request: Request) -> int:
     return request.prompt_len + max(0, request.output_len - 1)
 
 
-#: When each step of a decode run ends, given its decodes' contexts at the first step and how many steps each
-#: takes part in (the simulator's cost model and clock; see ``BasePolicy.decode_run``).
-RunEnds = Callable[[list[int], list[int]], list[float]]
+#: When each step of a decode run ends, given the run in counts and the most steps any decode takes part in (the
+#: simulator's cost model and clock; see ``BasePolicy.decode_run``).
+RunEnds = Callable[[DecodeCounts, int], list[float]]
 
 
 @dataclass(slots=True)
@@ -426,6 +421,5 @@ def _decode_step(requests: list[Request], contexts: list[int], lasts: list[int],
     batch = Batch()
     for request, context, last in zip(requests, contexts, lasts, strict=True):
         if last > step:
-            batch.items.append(BatchItem(request, 1, context + step, False))
-            batch.num_decodes += 1
+            batch.add_decode(request, context + step)
     return batch

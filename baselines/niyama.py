@@ -174,9 +174,9 @@ class NiyamaScheduler(BasePolicy):
         self._schedule_decodes(batch, now)
         order = self._prefill_order(now)
         if order:
-            decoding = [item.request for item in batch.items]
+            decoding = batch.decodes
             slack = min(map(self.decode_deadline, decoding), default=math.inf) - now
-            contexts = [item.context for item in batch.items]
+            contexts = batch.decode_contexts
             budget = self.iteration_tokens(contexts, slack, order[0].num_computed) - batch.num_decodes
             self._add_prefills(batch, order, budget, now)
         self._last_prefill_tokens = batch.num_prefill_tokens

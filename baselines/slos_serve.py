@@ -80,7 +80,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ascendra.batch import Batch, BatchItem
+from ascendra.batch import Batch
 from ascendra.errors import UserError
 from ascendra.instance import Instance
 from ascendra.kv_cache import BlockManager
@@ -586,7 +586,6 @@ class SlosServeScheduler(BasePolicy):
         running = self.running
         try_grow = self.blocks.try_grow
         block_size = self.blocks.block_size
-        items = batch.items
 
         # 1. One decode token for every admitted request past its prefill (never stalled). The KV of the
         # computed tokens is held, so only a decode whose last block is full may need a block (or a preemption).
@@ -605,10 +604,9 @@ class SlosServeScheduler(BasePolicy):
                 or try_grow(request, num_computed + 1)
                 or self._grow_decode(request, self._pop_victim)
             ):
-                items.append(BatchItem(request, 1, num_computed, False))
+                batch.add_decode(request, num_computed)
                 decodes += 1
                 pairs += num_computed + 1
-        batch.num_decodes += decodes
         acc = [decodes, decodes, pairs, pairs, 0, decodes]
 
         # 2. Admitted prefills in deadline order, each chunk as large as the TBT target allows.
@@ -679,7 +677,7 @@ class SlosServeScheduler(BasePolicy):
                     or try_grow(request, num_computed + 1)
                     or self._grow_decode(request, self._pop_victim)
                 ):
-                    batch.add(request, 1, False)
+                    batch.add_decode(request, num_computed)
                     lo -= 1
                     acc[0] += 1
                     acc[1] += 1

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ascendra.batch import Batch
+from ascendra.batch import Batch, DecodeCounts
 from ascendra.costmodel import CostModel
 from ascendra.harness.registry import systems
 from ascendra.instance import Instance
@@ -131,7 +131,7 @@ def test_decode_run_times_are_the_batch_times(contexts: list[int], data: st.Data
         if not batch:
             break
         expected.append(COST.batch_time(batch))
-    assert COST.decode_run_times(contexts, lasts, steps) == expected
+    assert COST.decode_run_times(DecodeCounts.of(contexts, lasts), steps) == expected
 
 
 def test_a_router_that_promises_nothing_gets_no_bulk_advance() -> None:
@@ -189,12 +189,12 @@ def test_schedule_decodes_fast_pass_equals_the_preempting_walk(computed: list[tu
         )
 
     walked = policy()
-    walked_items: list = []
+    walked_batch = Batch()
     walked_prefilling: list[Request] = []
-    walked._decodes_preempting(0, walked_items, walked_prefilling)
+    walked._decodes_preempting(0, walked_batch, walked_prefilling)
     fast = policy()
     batch, prefilling = Batch(), []
     fast._schedule_decodes(batch, 0.0, prefilling)
-    assert state(fast, batch.items, prefilling) == state(walked, walked_items, walked_prefilling)
-    assert batch.num_decodes == len(batch.items)
+    assert state(fast, batch.items, prefilling) == state(walked, walked_batch.items, walked_prefilling)
+    assert not batch.prefills
     assert [r.id for r in prefilling] == [r.id for r in fast.running if r.in_prefill]

@@ -42,7 +42,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ascendra.batch import Batch
+from ascendra.batch import Batch, DecodeCounts
 from ascendra.costmodel.layer_tables import LayerTables, build_tables
 from ascendra.errors import UserError
 from ascendra.gpus import GpuSpec, get_gpu
@@ -258,39 +258,26 @@ class CostModel:
         return self._linear_ar(tokens) + attn + self._lm_head(seqs) + self._cpu_s + self._cpu_seq_s * seqs
 
     def batch_time(self, batch: Batch) -> float:
-        """Seconds for one iteration of ``batch`` (the simulator's hot path; same result as ``time_of``).
-
-        Relies on the counters ``Batch.add`` keeps (``num_prefill_tokens``, ``num_decodes``)."""
-        if not batch.items:
+        """Seconds for one iteration of ``batch`` (the simulator's hot path; same result as ``time_of``)."""
+        prefills = batch.prefills
+        n_dec = len(batch.decodes)
+        if not prefills and not n_dec:
             return 0.0
-        n_dec = batch.num_decodes
-        seqs = len(batch.items)
+        seqs = len(prefills) + n_dec
         attn = 0.0
-        if seqs > n_dec:
-            attn += self.prefill_attention([(i.num_tokens, i.context) for i in batch.items if i.is_prefill])
-            attn += self._launch_s
+        if prefills:
+            attn += self.prefill_attention([(i.num_tokens, i.context) for i in prefills]) + self._launch_s
         if n_dec:
-            kv = 0
-            for item in batch.items:
-                if not item.is_prefill:
-                    kv += item.context
-            attn += (kv + n_dec) * self._kv_token_s + self._launch_s
+            attn += (sum(batch.decode_contexts) + n_dec) * self._kv_token_s + self._launch_s
         tokens = batch.num_prefill_tokens + n_dec
         return self._linear_ar(tokens) + attn + self._lm_head(seqs) + self._cpu_s + self._cpu_seq_s * seqs
 
-    def decode_run_times(self, contexts: Sequence[int], lasts: Sequence[int], steps: int) -> list[float]:
-        """Seconds of the first ``steps`` of a run of decode-only iterations: decode ``i`` has ``contexts[i]``
-        tokens cached at the first and takes part in the first ``lasts[i]`` (one more token cached at each). Bit
-        for bit ``batch_time`` of each of those batches (same operations in the same order), computed from the
-        run's counts instead of one batch per step: the simulator's bulk advance of decode runs relies on it."""
-        n_dec = len(contexts)
-        kv = sum(contexts)
-        leaving: dict[int, list[int]] = {}
-        for context, last in zip(contexts, lasts, strict=True):
-            if last < steps:
-                left = leaving.setdefault(last, [0, 0])
-                left[0] += 1
-                left[1] += context
+    def decode_run_times(self, run: DecodeCounts, steps: int) -> list[float]:
+        """Seconds of the first ``steps`` of a run of decode-only iterations (the run in counts: ``DecodeCounts``),
+        fewer when every decode has left. Bit for bit ``batch_time`` of each of those batches (same operations in
+        the same order), computed from the run's counts instead of one batch per step: the simulator's bulk
+        advance of decode runs relies on it."""
+        n_dec, kv, leaving = run.num_decodes, run.kv, run.leaving
         kv_s, launch, cpu, cpu_seq = self._kv_token_s, self._launch_s, self._cpu_s, self._cpu_seq_s
         linear_ar, lm_head = self._linear_ar, self._lm_head
         # The per-batch-size terms change only when a decode leaves: looked up then, not at every step.

@@ -110,7 +110,7 @@ class Engine:
             rows = torch.tensor([row for _, row in emitting], dtype=torch.long, device=self.device)
             logits = self.model.forward(prep.input_ids, prep.positions, prep.meta, self.kv_cache, rows)
         tokens = self.sampler.sample(logits, [item.request for item, _ in emitting])
-        out: dict[int, int | None] = {item.request.id: None for item in batch.items}
+        out: dict[int, int | None] = {request.id: None for request in batch.requests()}
         for (item, _), token in zip(emitting, tokens, strict=True):
             out[item.request.id] = token
         return out
@@ -160,9 +160,9 @@ class Engine:
         return out
 
     def _prepare(self, batch: Batch, block_tables: Mapping[int, list[int]]) -> _Prepared:
-        if not batch.items:
+        if not batch:
             raise ValueError("cannot execute an empty batch")
-        order = [it for it in batch.items if it.is_prefill] + [it for it in batch.items if not it.is_prefill]
+        order = batch.prefills + batch.decode_items()
         ids: list[int] = []
         positions: list[int] = []
         starts: list[int] = []

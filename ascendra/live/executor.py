@@ -46,11 +46,11 @@ class EngineExecutor:
         measured time is the batch's real end-to-end time (preparation, forward pass, sampling)."""
         start = time.perf_counter()
         table = self.blocks.block_table
-        tokens = self.engine.execute(batch, {item.request.id: table(item.request.id) for item in batch.items})
-        for item in batch.items:
-            token = tokens[item.request.id]
+        tokens = self.engine.execute(batch, {request.id: table(request.id) for request in batch.requests()})
+        for request in batch.requests():
+            token = tokens[request.id]
             if token is not None:
-                item.request.output_ids.append(token)
+                request.output_ids.append(token)
         return time.perf_counter() - start
 
     def take_kv(self, request_id: int, block_ids: list[int]) -> torch.Tensor:

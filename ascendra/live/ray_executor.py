@@ -99,12 +99,12 @@ class EngineHost:
             batch.add(request, wire.num_tokens, wire.is_prefill)
             tables[wire.request_id] = list(wire.block_table)
         tokens = self.engine.execute(batch, tables)
-        for item in batch.items:
-            token = tokens[item.request.id]
+        for request in batch.requests():
+            token = tokens[request.id]
             if token is not None:
-                item.request.output_ids.append(token)
-                if len(item.request.output_ids) >= item.request.output_len:
-                    del self.requests[item.request.id]
+                request.output_ids.append(token)
+                if len(request.output_ids) >= request.output_len:
+                    del self.requests[request.id]
         return tokens, time.perf_counter() - start
 
     def take_kv(self, request_id: int, block_ids: list[int]) -> Any:
@@ -163,8 +163,7 @@ class RayEngineExecutor:
                 )
             )
         tokens, engine_seconds = ray.get(self.actor.execute.remote(items))
-        for item in batch.items:
-            request = item.request
+        for request in batch.requests():
             token = tokens[request.id]
             if token is not None:
                 request.output_ids.append(token)

@@ -117,14 +117,16 @@ class PerfModel:
 
     def predict_batch(self, batch: Batch) -> float:
         """Predicted seconds of a scheduler's batch."""
-        tokens = seqs = pairs = kv = 0
-        for item in batch.items:
+        n_dec = len(batch.decodes)
+        tokens = seqs = n_dec
+        pairs = kv = sum(batch.decode_contexts) + n_dec  # a decode: one token over its context
+        for item in batch.prefills:
             c, p = item.num_tokens, item.context
             tokens += c
             seqs += 1
             pairs += c * p + c * (c + 1) // 2
             kv += p + c
-        stats = BatchStats(tokens, seqs, pairs, kv, batch.num_prefill_tokens, batch.num_decodes)
+        stats = BatchStats(tokens, seqs, pairs, kv, batch.num_prefill_tokens, n_dec)
         return self.predict_stats(stats)
 
     def predict_prefill(self, tokens: int, context: int = 0) -> float:

@@ -144,8 +144,7 @@ class StreamingExecutor:
 
     def __call__(self, batch: Batch) -> float:
         seconds = self.inner(batch)
-        for item in batch.items:
-            request = item.request
+        for request in batch.requests():
             stream = self.streams.get(request.id)  # a dict read; the coordinator only adds and pops entries
             if stream is not None and stream.take_new():
                 # A stop: its last token is its last. Under the lock, as routers read requests' lengths.

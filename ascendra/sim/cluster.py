@@ -21,10 +21,10 @@ completed with the others, its outcome being fixed: its end event only schedules
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ascendra.batch import Batch
+from ascendra.batch import Batch, DecodeCounts
 from ascendra.coordinator import Coordinator, MoveRecord, TransferTime, instant
 from ascendra.instance import Instance
 from ascendra.request import Request, RequestSpec
@@ -32,9 +32,8 @@ from ascendra.router import Router
 
 #: Told (requests arrived so far, total requests) while a run goes on.
 OnProgress = Callable[[int, int], None]
-#: Seconds of the first ``steps`` of a run of decode-only steps: decode ``i`` has ``contexts[i]`` tokens cached at
-#: the first step and takes part in the first ``lasts[i]`` (``CostModel.decode_run_times``).
-DecodeTimes = Callable[[Sequence[int], Sequence[int], int], list[float]]
+#: Seconds of the first ``steps`` of a run of decode-only steps, given in counts (``CostModel.decode_run_times``).
+DecodeTimes = Callable[[DecodeCounts, int], list[float]]
 #: The event index of a move delivery (batch completions carry their instance's index, >= 0).
 _DELIVERY = -1
 
@@ -158,12 +157,11 @@ class Cluster:
             return now, batch, duration
         times: list[float] = []
 
-        def ends_of(contexts: list[int], lasts: list[int]) -> list[float]:
+        def ends_of(counts: DecodeCounts, longest: int) -> list[float]:
             """Step ends up to the first at or after ``horizon``, summed in the one-by-one order."""
-            longest = max(lasts)
             wanted = longest if horizon == float("inf") else min(longest, 2 + int(2 * (horizon - first_end) / duration))
             while True:
-                times[:] = self._decode_times(contexts, lasts, wanted)  # type: ignore[misc]
+                times[:] = self._decode_times(counts, wanted)  # type: ignore[misc]
                 end = first_end
                 ends = [end]
                 for step_time in times[1:]:

@@ -80,8 +80,7 @@ class VllmExecutor:
         plan = self.plan(batch)
         planned = time.perf_counter()
         result = self.engine.execute(plan)
-        for item in batch.items:
-            request = item.request
+        for request in batch.requests():
             token = result.tokens[request.id]
             if token is not None:
                 request.output_ids.append(token)
@@ -94,7 +93,7 @@ class VllmExecutor:
 
     def plan(self, batch: Batch) -> Plan:
         """The plan of ``batch``: what the engine must add, forget and preempt first, then the items."""
-        in_batch = {item.request.id for item in batch.items}
+        in_batch = {request.id for request in batch.requests()}
         aborted: list[int] = []
         preempted: list[int] = []
         for rid, request in list(self._resident.items()):
