@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ascendra.request import Request
+
+if TYPE_CHECKING:
+    from ascendra.cohort import Cohort
 
 
 @dataclass(slots=True)
@@ -22,18 +26,35 @@ class BatchItem:
 
 @dataclass(slots=True)
 class Batch:
-    """The work of one iteration: prefill chunks as items, decodes as two parallel lists.
+    """The work of one iteration: prefill chunks as items, decodes as a list of requests with their contexts.
 
     A decode is one token on top of its context, so it is kept as (request, context) in ``decodes`` and
     ``decode_contexts`` rather than as an item: a simulated iteration holds ~100 decodes, and building, costing
-    and completing them is the simulator's hot path (cost models sum ``decode_contexts`` in one call). Decodes
-    come first in ``items`` (every policy schedules them before prefills). ``num_prefill_tokens`` is kept as
-    chunks are added so hot paths never re-scan."""
+    and completing them is the simulator's hot path. Decodes come first in ``items`` (every policy schedules
+    them before prefills). A batch of a cohort's decodes (``cohort``: every member of a simulated instance's
+    ``Cohort``) holds them as the cohort's members and bases: cost models read ``decode_kv``, the contexts are
+    built when read. ``num_prefill_tokens`` is kept as chunks are added so hot paths never re-scan."""
 
     prefills: list[BatchItem] = field(default_factory=list)
     decodes: list[Request] = field(default_factory=list)
-    decode_contexts: list[int] = field(default_factory=list)
     num_prefill_tokens: int = 0
+    #: The cohort whose members are ``decodes``, as they were at its tick ``_step``; None: decodes added one by one.
+    cohort: Cohort | None = None
+    _contexts: list[int] | None = field(default_factory=list)
+    _bases: list[int] = field(default_factory=list)
+    _step: int = 0
+    _kv: int = 0
+
+    def take_cohort(self, cohort: Cohort) -> None:
+        """Make the decodes of this empty batch every member of ``cohort`` (one token each)."""
+        if self:
+            raise ValueError("a cohort's decodes go into an empty batch")
+        self.decodes = list(cohort.members)
+        self.cohort = cohort
+        self._contexts = None
+        self._bases = list(cohort.bases)
+        self._step = cohort.step
+        self._kv = cohort.kv
 
     def add(self, request: Request, num_tokens: int, is_prefill: bool) -> None:
         """Add ``num_tokens`` of ``request`` on top of its computed tokens (a decode is exactly one)."""
@@ -46,8 +67,24 @@ class Batch:
             self.add_decode(request, request.num_computed)
 
     def add_decode(self, request: Request, context: int) -> None:
+        contexts = self._contexts
+        if self.cohort is not None or contexts is None:
+            raise ValueError("a cohort's batch holds its members' decodes only")
         self.decodes.append(request)
-        self.decode_contexts.append(context)
+        contexts.append(context)
+
+    @property
+    def decode_contexts(self) -> list[int]:
+        """Tokens each decode has cached (its context), in ``decodes`` order."""
+        if self._contexts is None:
+            step = self._step
+            self._contexts = [base + step for base in self._bases]
+        return self._contexts
+
+    @property
+    def decode_kv(self) -> int:
+        """Tokens cached by all decodes together (the sum of their contexts)."""
+        return self._kv if self.cohort is not None else sum(self.decode_contexts)
 
     @property
     def num_decodes(self) -> int:
@@ -98,12 +135,14 @@ class Batch:
 @dataclass(slots=True)
 class DecodeCounts:
     """A run of decode-only steps in counts, as a cost model prices it: ``num_decodes`` decodes with ``kv`` tokens
-    cached in all at the first step (one more each per step), of which ``leaving[last] = [count, contexts]``
-    (their number and their contexts at the first step) take part in the first ``last`` steps only."""
+    cached in all at the first step (one more each per step), of which ``leaving[offset + last] = [count, bases]``
+    take part in the first ``last`` steps only (their number, and their contexts at the first step less
+    ``offset`` each, summed). A cohort's own ``leaving`` is such a table, offset by its tick count."""
 
     num_decodes: int = 0
     kv: int = 0
     leaving: dict[int, list[int]] = field(default_factory=dict)
+    offset: int = 0
 
     @classmethod
     def of(cls, contexts: list[int], lasts: list[int]) -> DecodeCounts:

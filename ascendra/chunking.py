@@ -43,7 +43,7 @@ def largest_fitting(candidates: Sequence[int], fits: Callable[[int], bool]) -> i
 def decode_slack(decoding: Iterable[Request], tbt_slo: float, now: float) -> float:
     """Seconds from ``now`` to the earliest next-token deadline (last token + its TBT SLO, ``tbt_slo`` for a
     request without its own) of the decoding requests; infinite without any."""
-    return min((r.token_times[-1] + (r.tbt_slo or tbt_slo) for r in decoding), default=math.inf) - now
+    return min((r.last_token_time + (r.tbt_slo or tbt_slo) for r in decoding), default=math.inf) - now
 
 
 def chunk_within(

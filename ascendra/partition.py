@@ -63,6 +63,7 @@ def swap_policy(node: Instance, make: Policy) -> None:
     new.running = old.running
     new.rejected = old.rejected
     new.num_preemptions = old.num_preemptions
+    new.use_cohorts(old.cohorts)
     node.scheduler = new
 
 

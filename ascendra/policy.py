@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ascendra.admission import Admission
 from ascendra.batch import Batch, DecodeCounts
+from ascendra.cohort import Cohort
 from ascendra.errors import UserError
 from ascendra.kv_cache import BlockManager
 from ascendra.request import Request
@@ -69,6 +70,20 @@ class BasePolicy(ABC):
         self.running: list[Request] = []
         self.rejected: list[Request] = []
         self.num_preemptions = 0
+        #: Simulation (``use_cohorts``): the running decodes on one clock (``ascendra.cohort``); the running
+        #: requests it has sorted (``_known``, a prefix of ``running`` unless something else changed it), those
+        #: of them still in prefill, and everyone's order key.
+        self.cohorts = False
+        self._cohort: Cohort | None = None
+        self._known: list[Request] = []
+        self._prefilling: list[Request] = []
+        self._keys: dict[int, int] = {}
+        self._next_key = 0
+
+    def use_cohorts(self, on: bool = True) -> None:
+        """Advance the running decodes as one ``Cohort`` (the simulator's fast path; same outcome as one by one,
+        for a runtime whose batches end as scheduled: token counts are fixed, no early stop)."""
+        self.cohorts = on
 
     # --- the Scheduler contract -------------------------------------------------------------------------------
 
@@ -85,6 +100,8 @@ class BasePolicy(ABC):
 
         A request in the batch just scheduled must not be released: that batch computes it here."""
         if request in self.running:
+            if request.cohort is not None:  # not in a batch in flight, so no cohort batch is: all can leave
+                self._dissolve(request.cohort)
             self.running.remove(request)
             self.blocks.free_moving(request)
             return request.num_computed
@@ -127,100 +144,87 @@ class BasePolicy(ABC):
     def on_batch_done(self, batch: Batch, now: float) -> list[Request]:
         """Advance every request of ``batch`` at ``now`` (decodes first, as ``Batch.items``); free and return
         those that finished."""
-        finished: list[Request] = []
         blocks = self.blocks
-        for request in batch.decodes:  # ``request.advance(1, now)``, inlined on the hot path
-            request.num_computed += 1
-            times = request.token_times
-            times.append(now)
-            if len(times) >= request.spec.output_tokens:
-                request.finish_time = now
+        if batch.cohort is not None:
+            finished = batch.cohort.tick(now)
+            for request in finished:
                 blocks.free(request)
-                finished.append(request)
+        else:
+            finished = []
+            for request in batch.decodes:
+                if request.emit(now):
+                    request.finish_time = now
+                    blocks.free(request)
+                    finished.append(request)
         for item in batch.prefills:
             request = item.request
             if request.advance(item.num_tokens, now):
                 blocks.free(request)
                 finished.append(request)
         if finished:
-            self.running = [r for r in self.running if r.finish_time is None]
+            self._forget_finished()
         return finished
+
+    def _forget_finished(self) -> None:
+        self.running = [r for r in self.running if r.finish_time is None]
+        if self._known:
+            self._known = [r for r in self._known if r.finish_time is None]
+            self._prefilling = [r for r in self._prefilling if r.finish_time is None]
 
     def steady(self, batch: Batch) -> bool:
         """Whether ``batch``, just scheduled, starts a run of identical decode steps (``steady_decodes``)."""
         return (
-            self.steady_decodes and not self.waiting and not batch.prefills and len(batch.decodes) == len(self.running)
+            self.steady_decodes
+            and batch.cohort is not None
+            and not self.waiting
+            and not batch.prefills
+            and len(batch.decodes) == len(self.running)
         )
 
     def decode_run(self, batch: Batch, ends_of: RunEnds, log: bool = False) -> DecodeRun:
         """Advance a run of decode steps exactly as scheduling them one by one would (the simulator's bulk path).
 
-        ``batch`` was just scheduled and ``steady(batch)`` held. Each step of the run decodes one token of every
-        request of ``batch`` that has not finished yet; ``ends_of(counts, longest)`` gives when each step ends
-        (step 0 is ``batch``), up to the last that may be reached before something else reaches this instance.
-        A step is only taken while the blocks it needs are free (else its scheduling would preempt, which is
-        left to ``schedule``). Steps ``0..steps`` are completed here (tokens, finishes, KV blocks allocated and
-        freed in the order one-by-one scheduling uses), step ``steps`` too although it is the one left in flight
-        on the clock: nothing that happens while it runs changes its outcome (``steady``, and the router's
-        promise), so its requests are touched once here rather than again when it ends. The returned ``batch``
-        is that step's (empty unless ``log``: nobody reads a batch completed ahead)."""
-        requests = batch.decodes
-        contexts = batch.decode_contexts
-        lasts = [r.spec.output_tokens - len(r.token_times) for r in requests]  # steps each takes part in
-        longest = max(lasts)
-        ends = ends_of(DecodeCounts.of(contexts, lasts), longest)
+        ``batch`` was just scheduled and ``steady(batch)`` held: it is every member of the cohort. Each step of
+        the run decodes one token of every member that has not finished yet; ``ends_of(counts, longest)`` gives
+        when each step ends (step 0 is ``batch``), up to the last that may be reached before something else
+        reaches this instance. A step is only taken while the blocks it needs are free (else its scheduling
+        would preempt, which is left to ``schedule``). Steps ``0..steps`` are completed here (tokens, finishes, KV
+        blocks allocated and freed in the order one-by-one scheduling uses), step ``steps`` too although it is
+        the one left in flight on the clock: nothing that happens while it runs changes its outcome (``steady``,
+        and the router's promise), so its requests are touched once here rather than again when it ends. The
+        returned ``batch`` is that step's (empty unless ``log``: nobody reads a batch completed ahead)."""
+        cohort = batch.cohort
+        assert cohort is not None
+        t0 = cohort.step
+        longest = max(cohort.finishing) - t0  # the most steps a member takes part in
+        ends = ends_of(DecodeCounts(len(cohort), cohort.kv, cohort.leaving, t0), longest)
         horizon = min(len(ends), longest) - 1  # the last step that could be reached
         blocks = self.blocks
-        size = blocks.block_size
-        # The steps at which each request needs a new block (its next slot passes the end of its table), and those
-        # after which it leaves; only requests that leave or reach the end of a block within the run have any.
-        grows: dict[int, list[Request]] = {}
-        leaves: dict[int, list[Request]] = {}
-        for request, context, last in zip(requests, contexts, lasts, strict=True):
-            last -= 1
-            if last < horizon:
-                leaves.setdefault(last, []).append(request)
-            elif size - context % size <= horizon:
-                last = horizon
-            else:
-                continue
-            # Its table holds at least the block of slot ``context + 1``: no new block before this step.
-            if size - context % size <= last:
-                first = blocks.num_blocks_of(request) * size - context
-                for step in range(first, last + 1, size):
-                    grows.setdefault(step, []).append(request)
+        finishing = cohort.finishing
+        num_blocks_of, add_block = blocks.num_blocks_of, blocks.add_block
         steps = horizon
-        if grows or leaves:
-            add_block = blocks.add_block
-            for step in range(1, horizon + 1):
-                freeing = leaves.get(step - 1, ())
-                needing = grows.get(step, ())
-                if needing and len(needing) > blocks.num_free + sum(map(blocks.num_blocks_of, freeing)):
-                    steps = step - 1
-                    break
-                for request in freeing:
-                    blocks.free(request)
-                for request in needing:
-                    add_block(request)
+        # Before step ``s`` is scheduled, tick ``t0 + s`` (step ``s - 1``) has ended: its finished members free
+        # their blocks, then the members still running whose next slot starts a block not held yet grow.
+        for s in range(1, horizon + 1):
+            tick = t0 + s
+            freeing = finishing.get(tick, ())
+            needing = cohort.growing(tick, num_blocks_of)
+            if needing and len(needing) > blocks.num_free + sum(num_blocks_of(r) for _, r in freeing):
+                steps = s - 1
+                break
+            for _, request in freeing:
+                blocks.free(request)
+            for request in needing:
+                add_block(request)
         if steps == 0:
             return DecodeRun(0, [], batch)
-        finished: list[Request] = []
         done = steps + 1  # the steps completed, the one in flight included
-        head = ends[:done]
-        for request, last in zip(requests, lasts, strict=True):
-            if last <= done:  # its last step is among those completed here
-                request.token_times.extend(ends[:last])
-                request.num_computed += last
-                request.finish_time = ends[last - 1]
-                finished.append(request)
-                if last == done:  # its blocks are freed as the step in flight ends, in batch order
-                    blocks.free(request)
-            else:
-                request.token_times.extend(head)
-                request.num_computed += done
+        logged = _logged_steps(cohort, done) if log else []
+        for _, request in finishing.get(t0 + done, ()):  # freed as the step in flight ends, in order
+            blocks.free(request)
+        finished = cohort.advance(ends[:done])
         if finished:
-            self.running = [r for r in self.running if r.finish_time is None]
-        logged = [_decode_step(requests, contexts, lasts, step) for step in range(1, done)] if log else []
+            self._forget_finished()
         final = logged.pop() if log else Batch()
         return DecodeRun(steps, finished, final, logged, ends)
 
@@ -288,6 +292,9 @@ class BasePolicy(ABC):
         KV slot, preempt the newest running request (possibly itself) until it can. ``prefilling`` (when given)
         collects the running requests still in prefill, in running order, sparing the caller another pass (a
         victim is always popped from the back, never one already passed)."""
+        if self.cohorts:
+            self._cohort_decodes(batch, prefilling)
+            return
         running = self.running
         block_size = self.blocks.block_size
         try_grow = self.blocks.try_grow
@@ -308,6 +315,71 @@ class BasePolicy(ABC):
             else:
                 self._decodes_preempting(running.index(request), batch, prefilling)
                 break
+
+    def _cohort_decodes(self, batch: Batch, prefilling: list[Request] | None) -> None:
+        """``_schedule_decodes`` with the running decodes as one ``Cohort``: only the requests that joined (their
+        prefill done, or new in ``running``) and those at a block boundary are visited. A decode that cannot get
+        its block dissolves the cohort and the rest is scheduled one by one, preempting as that does."""
+        running, known = self.running, self._known
+        cohort = self._cohort
+        if cohort is None or len(running) < len(known) or running[: len(known)] != known:
+            cohort = self._regroup()  # something else changed ``running``: sort it all again
+        done = len(self._known)
+        if len(running) > done:  # appended since: admitted or adopted, in order
+            keys = self._keys
+            for request in running[done:]:
+                key = keys[request.id] = self._next_key
+                self._next_key += 1
+                if request.num_computed < request.prefill_target:
+                    self._prefilling.append(request)
+                else:
+                    cohort.join(request, key)
+        if self._prefilling:
+            still: list[Request] = []
+            for request in self._prefilling:
+                if request.num_computed < request.prefill_target:
+                    still.append(request)
+                else:
+                    cohort.join(request, self._keys[request.id])
+            self._prefilling = still
+        cover_slot = self.blocks.cover_slot
+        for key, request, _ in cohort.at_boundary():
+            if not cover_slot(request, request.num_computed):
+                self._decodes_falling_back(batch, key, request, prefilling)
+                return
+        batch.take_cohort(cohort)
+        if prefilling is not None:
+            prefilling.extend(self._prefilling)
+        self._known = list(running)
+
+    def _regroup(self) -> Cohort:
+        """A new cohort (the old one dissolved) with nothing sorted yet."""
+        if self._cohort is not None:
+            self._dissolve(self._cohort)
+        self._cohort = Cohort(self.blocks.block_size)
+        self._known, self._prefilling, self._keys = [], [], {}
+        return self._cohort
+
+    def _dissolve(self, cohort: Cohort) -> None:
+        cohort.dissolve()
+        if cohort is self._cohort:
+            self._cohort = None
+            self._known, self._prefilling, self._keys = [], [], {}
+
+    def _decodes_falling_back(self, batch: Batch, key: int, request: Request, prefilling: list[Request] | None) -> None:
+        """The cohort's member ``request`` (order ``key``) cannot get its block: the decodes and prefills before
+        it are what one-by-one scheduling had collected; from it on, it goes one by one (preempting)."""
+        cohort = self._cohort
+        assert cohort is not None
+        before = [(m, m.num_computed) for m, k in zip(cohort.members, cohort.keys, strict=True) if k < key]
+        keys = self._keys
+        prefilling_before = [r for r in self._prefilling if keys[r.id] < key]
+        self._dissolve(cohort)
+        for member, context in before:
+            batch.add_decode(member, context)
+        if prefilling is not None:
+            prefilling.extend(prefilling_before)
+        self._decodes_preempting(self.running.index(request), batch, prefilling)
 
     def _decodes_preempting(self, i: int, batch: Batch, prefilling: list[Request] | None) -> None:
         """``_schedule_decodes`` from ``running[i]``, a decode that needs a block, on: preempting as needed."""
@@ -416,10 +488,16 @@ class DecodeRun:
     ends: list[float] = field(default_factory=list)
 
 
-def _decode_step(requests: list[Request], contexts: list[int], lasts: list[int], step: int) -> Batch:
-    """The batch of step ``step`` of a decode run, as scheduling it would have built it (for batch logs)."""
-    batch = Batch()
-    for request, context, last in zip(requests, contexts, lasts, strict=True):
-        if last > step:
-            batch.add_decode(request, context + step)
-    return batch
+def _logged_steps(cohort: Cohort, done: int) -> list[Batch]:
+    """The batches of steps ``1 .. done - 1`` of a decode run from ``cohort``'s tick, as scheduling them would
+    have built them (for batch logs)."""
+    t0 = cohort.step
+    finish = {id(request): tick for tick, pairs in cohort.finishing.items() for _, request in pairs}
+    batches = []
+    for step in range(1, done):
+        batch = Batch()
+        for request, base in zip(cohort.members, cohort.bases, strict=True):
+            if finish[id(request)] > t0 + step:
+                batch.add_decode(request, base + t0 + step)
+        batches.append(batch)
+    return batches

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ascendra.sampling import Sampling
+
+if TYPE_CHECKING:
+    from ascendra.cohort import Cohort
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +43,14 @@ class Request:
     ``cancelled``: its client went away and it was taken out of its instance before finishing (served requests
     only); a request ends exactly one way: finished, ``dropped`` or ``cancelled``. ``sampling``: its own sampling
     (served requests), None for the engine's default.
+
+    In a simulated instance, a decoding request may be a member of a ``Cohort`` (``cohort``): then only the
+    cohort advances it, and its token times follow the cohort's clock (copied from it when read).
     """
 
     spec: RequestSpec
     num_computed: int = 0
     prefill_target: int = 0
-    token_times: list[float] = field(default_factory=list)
     output_ids: list[int] = field(default_factory=list)
     first_scheduled: float | None = None
     finish_time: float | None = None
@@ -56,12 +62,66 @@ class Request:
     sampling: Sampling | None = None
     ttft_slo: float | None = field(init=False)
     tbt_slo: float | None = field(init=False)
+    cohort: Cohort | None = field(default=None, init=False, repr=False)
+    _token_times: list[float] = field(default_factory=list, init=False, repr=False)
+    #: In a cohort: ``num_computed - cohort.step`` (constant while in it), and how much of the cohort's timeline
+    #: ``_token_times`` holds.
+    _base: int = field(default=0, init=False, repr=False)
+    _upto: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.prefill_target == 0:
             self.prefill_target = self.spec.prompt_tokens
         self.ttft_slo = self.spec.ttft_slo
         self.tbt_slo = self.spec.tbt_slo
+
+    @property
+    def token_times(self) -> list[float]:
+        """When each output token was emitted (the first is the first token)."""
+        cohort = self.cohort
+        if cohort is not None and self._upto < len(cohort.timeline):
+            self._token_times.extend(cohort.timeline[self._upto :])
+            self._upto = len(cohort.timeline)
+        return self._token_times
+
+    @token_times.setter
+    def token_times(self, value: list[float]) -> None:
+        if self.cohort is not None:
+            raise RuntimeError(f"request {self.id} is advanced by its cohort: leave it first")
+        self._token_times = value
+
+    @property
+    def first_token_time(self) -> float:
+        """When its first token was emitted (it has one)."""
+        return self._token_times[0] if self._token_times else self.token_times[0]
+
+    @property
+    def last_token_time(self) -> float:
+        """When its latest token was emitted (it has one), without copying a cohort's ticks."""
+        cohort = self.cohort
+        if cohort is not None and self._upto < len(cohort.timeline):
+            return cohort.timeline[-1]
+        return self._token_times[-1]
+
+    def emit(self, now: float) -> bool:
+        """A decode step of this request (in no cohort) ended at ``now``: one more token computed and emitted;
+        True when that was its last (the hot path of a batch's completion, as ``advance(1, now)``)."""
+        self.num_computed += 1
+        times = self._token_times
+        times.append(now)
+        return len(times) >= self.spec.output_tokens
+
+    def join_cohort(self, cohort: Cohort, base: int, upto: int) -> None:
+        """Follow ``cohort``'s clock from now on (``Cohort.join``)."""
+        self.cohort, self._base, self._upto = cohort, base, upto
+
+    def leave_cohort(self, at: int | None = None) -> None:
+        """Stop following a cohort (if any), keeping the token times it emitted up to its tick ``at`` (default: its
+        latest; ticks are numbered from 1, the cohort's ``timeline[t - 1]`` ends tick ``t``)."""
+        cohort = self.cohort
+        if cohort is not None:
+            self._token_times.extend(cohort.timeline[self._upto : cohort.step if at is None else at])
+            self.cohort = None
 
     @property
     def id(self) -> int:
@@ -81,7 +141,10 @@ class Request:
 
     @property
     def num_generated(self) -> int:
-        return len(self.token_times)
+        cohort = self.cohort
+        if cohort is None:
+            return len(self._token_times)
+        return len(self._token_times) + len(cohort.timeline) - self._upto
 
     @property
     def in_prefill(self) -> bool:

@@ -132,8 +132,8 @@ class NiyamaScheduler(BasePolicy):
         """When the next token of a decoding request is due."""
         tbt = request.tbt_slo or self.tbt_slo
         if self.tbt_deadline == "per-token":
-            return request.token_times[-1] + tbt
-        anchor = max(request.token_times[0], request.arrival + (request.ttft_slo or self.ttft_slo))
+            return request.last_token_time + tbt
+        anchor = max(request.first_token_time, request.arrival + (request.ttft_slo or self.ttft_slo))
         return anchor + tbt * (request.num_generated + 1)
 
     def priority(self, request: Request) -> float:

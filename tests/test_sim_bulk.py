@@ -1,6 +1,7 @@
-"""The simulator's bulk advance of decode runs changes nothing: every registered system, on random workloads with
-small KV pools (so preemption happens) and on a larger steady one, gives the same per-request token times, drops,
-preemptions, moves, batch counts and batch log as simulating every iteration one by one."""
+"""The simulator's fast path changes nothing: with decode cohorts (``ascendra.cohort``), stepped one by one or with
+decode runs advanced in bulk, every registered system, on random workloads with small KV pools (so preemption
+happens) and on a larger steady one, gives the same per-request token times, drops, preemptions, moves, batch
+counts, batch log and block ids as simulating every iteration request by request."""
 
 from __future__ import annotations
 
@@ -39,7 +40,10 @@ def workloads(draw: st.DrawFn) -> list[RequestSpec]:
     return [RequestSpec(i, arrivals[i], prompts[i], outputs[i]) for i in range(n)]
 
 
-def _run(name: str, specs: list[RequestSpec], num_blocks: int, bulk: bool, log: bool = False) -> RunResult:
+def _run(
+    name: str, specs: list[RequestSpec], num_blocks: int, bulk: bool, log: bool = False, cohorts: bool | None = None
+) -> RunResult:
+    """One run; ``bulk``: the fast path (decode runs in bulk and, unless ``cohorts`` says otherwise, cohorts)."""
     base = name.split(" ")[0]
     system = systems()[base]
     ctx = BuildContext(CLUSTER, lambda: BlockManager(num_blocks), lambda _name, _blocks: COST.batch_time)
@@ -48,7 +52,7 @@ def _run(name: str, specs: list[RequestSpec], num_blocks: int, bulk: bool, log: 
         for instance in built.instances:
             instance.batch_log = []
     decode_times = COST.decode_run_times if bulk else None
-    return Cluster(built.instances, built.router, decode_times=decode_times).run(specs)
+    return Cluster(built.instances, built.router, decode_times=decode_times, cohorts=cohorts).run(specs)
 
 
 def _outcome(result: RunResult) -> list[tuple[object, ...]]:
@@ -78,10 +82,14 @@ def test_bulk_advance_equals_one_by_one(name: str, specs: list[RequestSpec], num
     reference = _run(name, specs, num_blocks, bulk=False, log=True)
     fast = _run(name, specs, num_blocks, bulk=True)
     logged = _run(name, specs, num_blocks, bulk=True, log=True)
+    stepped = _run(name, specs, num_blocks, bulk=False, log=True, cohorts=True)  # cohorts, one step at a time
     assert _outcome(fast) == _outcome(reference)
     assert _outcome(logged) == _outcome(reference)
+    assert _outcome(stepped) == _outcome(reference)
     assert _log(logged) == _log(reference)
+    assert _log(stepped) == _log(reference)
     assert _free_blocks(fast) == _free_blocks(reference)
+    assert _free_blocks(stepped) == _free_blocks(reference)
     assert reference.bulk_steps == 0
 
 

@@ -268,7 +268,7 @@ class CostModel:
         if prefills:
             attn += self.prefill_attention([(i.num_tokens, i.context) for i in prefills]) + self._launch_s
         if n_dec:
-            attn += (sum(batch.decode_contexts) + n_dec) * self._kv_token_s + self._launch_s
+            attn += (batch.decode_kv + n_dec) * self._kv_token_s + self._launch_s
         tokens = batch.num_prefill_tokens + n_dec
         return self._linear_ar(tokens) + attn + self._lm_head(seqs) + self._cpu_s + self._cpu_seq_s * seqs
 
@@ -277,17 +277,17 @@ class CostModel:
         fewer when every decode has left. Bit for bit ``batch_time`` of each of those batches (same operations in
         the same order), computed from the run's counts instead of one batch per step: the simulator's bulk
         advance of decode runs relies on it."""
-        n_dec, kv, leaving = run.num_decodes, run.kv, run.leaving
+        n_dec, kv, leaving, offset = run.num_decodes, run.kv, run.leaving, run.offset
         kv_s, launch, cpu, cpu_seq = self._kv_token_s, self._launch_s, self._cpu_s, self._cpu_seq_s
         linear_ar, lm_head = self._linear_ar, self._lm_head
         # The per-batch-size terms change only when a decode leaves: looked up then, not at every step.
         linear, head, seqs = linear_ar(n_dec), lm_head(n_dec), cpu_seq * n_dec
         times: list[float] = []
         for step in range(steps):
-            left = leaving.get(step)
+            left = leaving.get(offset + step)
             if left is not None:
                 n_dec -= left[0]
-                kv -= left[1]
+                kv -= left[1] + left[0] * offset
                 if not n_dec:
                     break
                 linear, head, seqs = linear_ar(n_dec), lm_head(n_dec), cpu_seq * n_dec

@@ -119,7 +119,7 @@ class PerfModel:
         """Predicted seconds of a scheduler's batch."""
         n_dec = len(batch.decodes)
         tokens = seqs = n_dec
-        pairs = kv = sum(batch.decode_contexts) + n_dec  # a decode: one token over its context
+        pairs = kv = batch.decode_kv + n_dec  # a decode: one token over its context
         for item in batch.prefills:
             c, p = item.num_tokens, item.context
             tokens += c

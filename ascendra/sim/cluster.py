@@ -14,8 +14,12 @@ at or after the next arrival that may reach it are advanced at once: their times
 cost model's, bit for bit those of its per-batch times), summed in the one-by-one order, and the state
 (tokens, finishes, KV blocks, batch counts, the batch log) materialised as one-by-one scheduling would leave it
 (``BasePolicy.decode_run``). The last step stays in flight on the clock (the arrival comes while it runs) but is
-completed with the others, its outcome being fixed: its end event only schedules the next batch. Without
-``decode_times`` every step is simulated one by one: the reference the bulk path is tested against.
+completed with the others, its outcome being fixed: its end event only schedules the next batch.
+
+Cohorts (``cohorts``, on with ``decode_times`` by default): each policy advances its running decodes as one
+``ascendra.cohort.Cohort``, so an iteration costs per request only for requests with an event (a block
+boundary, a finish, a join). Without ``decode_times`` and cohorts every step is simulated one by one, request by
+request: the reference the fast path is tested against.
 """
 
 from __future__ import annotations
@@ -59,8 +63,14 @@ class Cluster:
         router: Router,
         transfer_time: TransferTime = instant,
         decode_times: DecodeTimes | None = None,
+        cohorts: bool | None = None,
     ) -> None:
         self.instances = instances
+        if decode_times is not None if cohorts is None else cohorts:
+            for instance in instances:
+                use = getattr(instance.scheduler, "use_cohorts", None)
+                if use is not None:
+                    use()
         self.router = router
         self.coordinator = Coordinator(
             instances, router, transfer_time, on_give=self._wake, on_transit=self._deliver_at

@@ -1,0 +1,150 @@
+"""Decodes advanced as one: the running requests of a simulated instance past their prefill, kept on one clock.
+
+Every iteration of a policy that schedules all its running decodes together adds one token to each: simulated
+request by request, that is a counter increment and a timestamp append for ~100 decodes per iteration, the
+simulator's hot path. A cohort keeps one tick count and one list of tick end times instead: a member's token
+times are the ticks since it joined, copied into its own list when read (``Request.token_times``), and its
+``num_computed`` (its base plus the tick count) is kept by one increment per member and iteration, or per run of
+iterations. Otherwise only events cost per request: joining (its prefill done),
+reaching the end of a KV block (every ``block_size`` ticks), finishing, and the cohort dissolving (anything the
+cohort does not follow: a preemption, a request moved away).
+
+Members are kept in their policy's running order (``key``: the order they entered it), as the one-by-one
+policy visits them: blocks are allocated and freed in that order, so block ids are those of the one-by-one path.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect, insort
+from collections.abc import Callable
+
+from ascendra.request import Request
+
+
+class Cohort:
+    """The members' clock (``step`` ticks so far, ``timeline`` their end times) and their events by tick."""
+
+    __slots__ = (
+        "block_size",
+        "step",
+        "timeline",
+        "members",
+        "bases",
+        "keys",
+        "base_sum",
+        "boundary",
+        "finishing",
+        "leaving",
+    )
+
+    def __init__(self, block_size: int) -> None:
+        self.block_size = block_size
+        self.step = 0
+        self.timeline: list[float] = []
+        #: Members in running order, with their bases (``num_computed - step``) and order keys.
+        self.members: list[Request] = []
+        self.bases: list[int] = []
+        self.keys: list[int] = []
+        self.base_sum = 0
+        #: ``base % block_size`` -> (key, member, finish tick) in order: members whose next slot starts a block
+        #: when ``(base + step) % block_size == 0``.
+        self.boundary: dict[int, list[tuple[int, Request, int]]] = {}
+        #: Tick -> (key, member) in order: members whose last token that tick emits; and per such tick, their
+        #: number and the sum of their bases (a cost model's ``DecodeCounts.leaving``, offset by ``step``).
+        self.finishing: dict[int, list[tuple[int, Request]]] = {}
+        self.leaving: dict[int, list[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def kv(self) -> int:
+        """Tokens cached by all members together (the sum of their contexts)."""
+        return self.base_sum + len(self.members) * self.step
+
+    def join(self, request: Request, key: int) -> None:
+        """Take in a request past its prefill (from no cohort, or leaving another one first)."""
+        request.leave_cohort()
+        step = self.step
+        base = request.num_computed - step
+        request.join_cohort(self, base, len(self.timeline))
+        i = bisect(self.keys, key)
+        self.members.insert(i, request)
+        self.bases.insert(i, base)
+        self.keys.insert(i, key)
+        self.base_sum += base
+        finish = step + request.spec.output_tokens - request.num_generated
+        insort(self.boundary.setdefault(base % self.block_size, []), (key, request, finish))
+        insort(self.finishing.setdefault(finish, []), (key, request))
+        left = self.leaving.get(finish)
+        if left is None:
+            self.leaving[finish] = [1, base]
+        else:
+            left[0] += 1
+            left[1] += base
+
+    def at_boundary(self) -> list[tuple[int, Request, int]]:
+        """The members whose next slot starts a new block, in order, as (key, member, finish tick): one-by-one
+        scheduling grows these."""
+        return self.boundary.get(-self.step % self.block_size, [])
+
+    def growing(self, tick: int, num_blocks_of: Callable[[Request], int]) -> list[Request]:
+        """The members still running after tick ``tick`` (one not ended yet) whose next slot then starts a block
+        their table (``num_blocks_of`` blocks) lacks, in order: those a decode step scheduled then grows."""
+        size = self.block_size
+        return [
+            request
+            for _, request, finish in self.boundary.get(-tick % size, ())
+            if finish > tick and num_blocks_of(request) * size <= request._base + tick
+        ]
+
+    def tick(self, now: float) -> list[Request]:
+        """An iteration of every member ended at ``now``: one token each; returns those that finished, in order
+        (they have left, ``finish_time`` set)."""
+        self.step += 1
+        self.timeline.append(now)
+        for request in self.members:
+            request.num_computed += 1
+        return [request for _, request in self._finish(self.step)]
+
+    def advance(self, ends: list[float]) -> list[Request]:
+        """``len(ends)`` iterations of every member, ending at ``ends``; returns those that finished, in order."""
+        first = self.step + 1
+        self.step += len(ends)
+        self.timeline.extend(ends)
+        for request in self.members:
+            request.num_computed += len(ends)
+        finished: list[tuple[int, Request]] = []
+        for tick in range(first, self.step + 1):
+            finished += self._finish(tick)
+        finished.sort()
+        return [request for _, request in finished]
+
+    def dissolve(self) -> None:
+        """Every member leaves (its counters and token times become its own again)."""
+        for request in self.members:
+            request.leave_cohort()
+        self.members, self.bases, self.keys = [], [], []
+        self.base_sum = 0
+        self.boundary.clear()
+        self.finishing.clear()
+        self.leaving.clear()
+
+    def _finish(self, tick: int) -> list[tuple[int, Request]]:
+        """The members whose last token tick ``tick`` (ended) emitted leave, finished; returned in order."""
+        done = self.finishing.pop(tick, None)
+        if done is None:
+            return []
+        del self.leaving[tick]
+        now = self.timeline[tick - 1]
+        members, size = self.members, self.block_size
+        for key, request in done:
+            i = members.index(request)
+            base = self.bases[i]
+            self.base_sum -= base
+            del members[i], self.bases[i], self.keys[i]
+            self.boundary[base % size].remove((key, request, tick))
+            request.leave_cohort(tick)
+            request.num_computed = base + tick
+            request.finish_time = now
+        return done
