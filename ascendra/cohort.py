@@ -2,12 +2,11 @@
 
 Every iteration of a policy that schedules all its running decodes together adds one token to each: simulated
 request by request, that is a counter increment and a timestamp append for ~100 decodes per iteration, the
-simulator's hot path. A cohort keeps one tick count and one list of tick end times instead: a member's token
-times are the ticks since it joined, copied into its own list when read (``Request.token_times``), and its
-``num_computed`` (its base plus the tick count) is kept by one increment per member and iteration, or per run of
-iterations. Otherwise only events cost per request: joining (its prefill done),
-reaching the end of a KV block (every ``block_size`` ticks), finishing, and the cohort dissolving (anything the
-cohort does not follow: a preemption, a request moved away).
+simulator's hot path. A cohort keeps one tick count and one list of tick end times instead: a member (a
+``CohortMember`` while it is one) has ``num_computed`` = its base plus the tick count, and its token times are
+the ticks since it joined, copied into its own list when read. Only events cost per request: joining (its
+prefill done), reaching the end of a KV block (every ``block_size`` ticks), finishing, and the cohort dissolving
+(anything the cohort does not follow: a preemption, a request moved away).
 
 Members are kept in their policy's running order (``key``: the order they entered it), as the one-by-one
 policy visits them: blocks are allocated and freed in that order, so block ids are those of the one-by-one path.
@@ -103,8 +102,6 @@ class Cohort:
         (they have left, ``finish_time`` set)."""
         self.step += 1
         self.timeline.append(now)
-        for request in self.members:
-            request.num_computed += 1
         return [request for _, request in self._finish(self.step)]
 
     def advance(self, ends: list[float]) -> list[Request]:
@@ -112,11 +109,11 @@ class Cohort:
         first = self.step + 1
         self.step += len(ends)
         self.timeline.extend(ends)
-        for request in self.members:
-            request.num_computed += len(ends)
         finished: list[tuple[int, Request]] = []
+        finishing = self.finishing
         for tick in range(first, self.step + 1):
-            finished += self._finish(tick)
+            if tick in finishing:
+                finished += self._finish(tick)
         finished.sort()
         return [request for _, request in finished]
 
@@ -145,6 +142,5 @@ class Cohort:
             del members[i], self.bases[i], self.keys[i]
             self.boundary[base % size].remove((key, request, tick))
             request.leave_cohort(tick)
-            request.num_computed = base + tick
             request.finish_time = now
         return done

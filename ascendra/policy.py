@@ -37,6 +37,12 @@ class BasePolicy(ABC):
     flag set) for the runtime to drain and record. Policies add their own reasons via ``_reject_reason``.
 
     A router moves a request with ``release`` here; its target ``adopt``s it with its KV (or ``add``s it, without).
+
+    Under the simulator (``use_cohorts``) the decodes ``_schedule_decodes`` picks are the members of one
+    ``Cohort``: the running requests past their prefill, sorted once as they join ``running`` (``_known`` is the
+    prefix of ``running`` sorted so far; anything else that reorders or shrinks ``running`` makes the cohort
+    start over). The batch and its completion then cost per request only at a join, a block boundary or a
+    finish; a decode that cannot get its block dissolves the cohort and is scheduled request by request.
     """
 
     #: Admission: skip a waiting request that does not fit and try the next (True), or stop at it (False, FCFS
@@ -151,8 +157,11 @@ class BasePolicy(ABC):
                 blocks.free(request)
         else:
             finished = []
-            for request in batch.decodes:
-                if request.emit(now):
+            for request in batch.decodes:  # ``request.advance(1, now)`` (no cohort), inlined on the hot path
+                request.num_computed += 1
+                times = request.own_token_times
+                times.append(now)
+                if len(times) >= request.spec.output_tokens:
                     request.finish_time = now
                     blocks.free(request)
                     finished.append(request)

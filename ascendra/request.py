@@ -44,8 +44,9 @@ class Request:
     only); a request ends exactly one way: finished, ``dropped`` or ``cancelled``. ``sampling``: its own sampling
     (served requests), None for the engine's default.
 
-    In a simulated instance, a decoding request may be a member of a ``Cohort`` (``cohort``): then only the
-    cohort advances it, and its token times follow the cohort's clock (copied from it when read).
+    In a simulated instance, a decoding request may be a member of a ``Cohort`` (``cohort``): then it is a
+    ``CohortMember``, only the cohort advances it, and its ``num_computed`` and token times follow the cohort's
+    clock (token times copied from it when read).
     """
 
     spec: RequestSpec
@@ -63,9 +64,11 @@ class Request:
     ttft_slo: float | None = field(init=False)
     tbt_slo: float | None = field(init=False)
     cohort: Cohort | None = field(default=None, init=False, repr=False)
-    _token_times: list[float] = field(default_factory=list, init=False, repr=False)
+    #: The token times copied into the request: all of them while it is in no cohort (``token_times`` adds a
+    #: cohort's ticks not copied yet).
+    own_token_times: list[float] = field(default_factory=list, init=False, repr=False)
     #: In a cohort: ``num_computed - cohort.step`` (constant while in it), and how much of the cohort's timeline
-    #: ``_token_times`` holds.
+    #: ``own_token_times`` holds.
     _base: int = field(default=0, init=False, repr=False)
     _upto: int = field(default=0, init=False, repr=False)
 
@@ -80,20 +83,20 @@ class Request:
         """When each output token was emitted (the first is the first token)."""
         cohort = self.cohort
         if cohort is not None and self._upto < len(cohort.timeline):
-            self._token_times.extend(cohort.timeline[self._upto :])
+            self.own_token_times.extend(cohort.timeline[self._upto :])
             self._upto = len(cohort.timeline)
-        return self._token_times
+        return self.own_token_times
 
     @token_times.setter
     def token_times(self, value: list[float]) -> None:
         if self.cohort is not None:
             raise RuntimeError(f"request {self.id} is advanced by its cohort: leave it first")
-        self._token_times = value
+        self.own_token_times = value
 
     @property
     def first_token_time(self) -> float:
         """When its first token was emitted (it has one)."""
-        return self._token_times[0] if self._token_times else self.token_times[0]
+        return self.own_token_times[0] if self.own_token_times else self.token_times[0]
 
     @property
     def last_token_time(self) -> float:
@@ -101,26 +104,22 @@ class Request:
         cohort = self.cohort
         if cohort is not None and self._upto < len(cohort.timeline):
             return cohort.timeline[-1]
-        return self._token_times[-1]
-
-    def emit(self, now: float) -> bool:
-        """A decode step of this request (in no cohort) ended at ``now``: one more token computed and emitted;
-        True when that was its last (the hot path of a batch's completion, as ``advance(1, now)``)."""
-        self.num_computed += 1
-        times = self._token_times
-        times.append(now)
-        return len(times) >= self.spec.output_tokens
+        return self.own_token_times[-1]
 
     def join_cohort(self, cohort: Cohort, base: int, upto: int) -> None:
-        """Follow ``cohort``'s clock from now on (``Cohort.join``)."""
+        """Follow ``cohort``'s clock from now on (``Cohort.join``): a ``CohortMember`` until it leaves."""
         self.cohort, self._base, self._upto = cohort, base, upto
+        self.__class__ = CohortMember
 
     def leave_cohort(self, at: int | None = None) -> None:
-        """Stop following a cohort (if any), keeping the token times it emitted up to its tick ``at`` (default: its
-        latest; ticks are numbered from 1, the cohort's ``timeline[t - 1]`` ends tick ``t``)."""
+        """Stop following a cohort (if any), keeping what it computed and emitted up to its tick ``at`` (default:
+        its latest; ticks are numbered from 1, the cohort's ``timeline[t - 1]`` ends tick ``t``)."""
         cohort = self.cohort
         if cohort is not None:
-            self._token_times.extend(cohort.timeline[self._upto : cohort.step if at is None else at])
+            at = cohort.step if at is None else at
+            self.own_token_times.extend(cohort.timeline[self._upto : at])
+            self.__class__ = Request
+            self.num_computed = self._base + at
             self.cohort = None
 
     @property
@@ -143,8 +142,8 @@ class Request:
     def num_generated(self) -> int:
         cohort = self.cohort
         if cohort is None:
-            return len(self._token_times)
-        return len(self._token_times) + len(cohort.timeline) - self._upto
+            return len(self.own_token_times)
+        return len(self.own_token_times) + len(cohort.timeline) - self._upto
 
     @property
     def in_prefill(self) -> bool:
@@ -184,3 +183,19 @@ class Request:
         self.num_computed = 0
         self.prefill_target = self.prompt_len + self.num_generated
         self.preemptions += 1
+
+
+class CohortMember(Request):
+    """A request while it is in a ``Cohort``: ``join_cohort`` makes a request one and ``leave_cohort`` a plain
+    ``Request`` again (the same object). Its ``num_computed`` is its base plus the cohort's tick count, so a tick
+    advances every member at once, while every other request keeps a plain attribute (read on every hot path)."""
+
+    __slots__ = ()
+
+    @property  # type: ignore[override]
+    def num_computed(self) -> int:
+        return self._base + self.cohort.step  # type: ignore[union-attr]
+
+    @num_computed.setter
+    def num_computed(self, value: int) -> None:
+        raise RuntimeError(f"request {self.id} is advanced by its cohort: it leaves the cohort first")

@@ -591,7 +591,7 @@ class SlosServeScheduler(BasePolicy):
         # computed tokens is held, so only a decode whose last block is full may need a block (or a preemption).
         decodes = pairs = 0
         prefilling: list[Request] = []
-        add_decode = batch.add_decode
+        decode_requests, decode_contexts = batch.decodes.append, batch.decode_contexts.append  # the hot path
         i = 0
         while i < self.n_slo_running:
             request = running[i]
@@ -605,7 +605,8 @@ class SlosServeScheduler(BasePolicy):
                 or try_grow(request, num_computed + 1)
                 or self._grow_decode(request, self._pop_victim)
             ):
-                add_decode(request, num_computed)
+                decode_requests(request)
+                decode_contexts(num_computed)
                 decodes += 1
                 pairs += num_computed + 1
         acc = [decodes, decodes, pairs, pairs, 0, decodes]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,10 @@ class SimOutcome:
     result: RunResult
     records: pd.DataFrame
     summary: dict[str, float]
+    #: Wall-clock seconds of the simulation proper (building the system and running it) and of the records and
+    #: summary computed from its requests (``ascbench bench sim`` reports both).
+    sim_seconds: float = 0.0
+    metrics_seconds: float = 0.0
 
 
 def simulate(
@@ -35,20 +40,24 @@ def simulate(
     bulk: bool = True,
 ) -> SimOutcome:
     """Run ``config`` on the simulator. The result depends only on the config (and the workload's data);
-    ``on_progress(arrived, total)`` follows the run (a progress bar). ``bulk=False`` simulates every iteration
-    one by one (the same result, slower: the reference for the bulk advance of decode runs)."""
+        ``on_progress(arrived, total)`` follows the run (a progress bar). ``bulk=False`` simulates every iteration
+        one by one, request by request (the same result, slower: the reference for the simulator's fast path:
+    decode cohorts and the bulk advance of decode runs)."""
     if config.backend.name not in POLICY_BACKENDS:
         raise UserError(
             f"--backend {config.backend.name} runs its own scheduler (vLLM's own engine, or the server's), "
             "not a simulated one: use it with sweep or capacity"
         )
     workload = workload if workload is not None else workload_of(config, data_dir)
+    start = time.perf_counter()
     c = config.cluster
     cost = config.cost_model()
     built = build_system(config, one_executor(cost.batch_time))
     decode_times = cost.decode_run_times if bulk else None
     cluster = Cluster(built.instances, built.router, c.transfer_time(), decode_times)
     result = cluster.run(workload.requests, on_progress)
+    simulated = time.perf_counter()
     records, summary = run_tables(result.requests, slo_of(config), workload.num_trimmed)
     summary.update(move_stats(result.moves, get_model(c.model).kv_bytes_per_token(c.tensor_parallel)))
-    return SimOutcome(config, workload, result, records, summary)
+    end = time.perf_counter()
+    return SimOutcome(config, workload, result, records, summary, simulated - start, end - simulated)

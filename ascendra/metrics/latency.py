@@ -183,15 +183,16 @@ def _near_top(gaps: np.ndarray, starts: np.ndarray, counts: np.ndarray, ranks: n
     for size in np.unique(size_class).tolist():
         rows = np.flatnonzero(size_class == size)
         columns = np.arange(int(counts[rows].max()))
+        width = columns.size
         index = np.minimum(starts[rows, None] + columns, gaps.size - 1)
-        # Negated, padded with +inf: the largest values come first once partitioned, the padding last.
-        block = np.where(columns < counts[rows, None], -gaps[index], np.inf)
+        # Padded with -inf: once partitioned, the ``k`` largest values of a row are its last ``k`` columns.
+        block = np.where(columns < counts[rows, None], gaps[index], -np.inf)
         k = int(from_top[rows].max())
-        head = np.sort(np.partition(block, k - 1, axis=1)[:, :k], axis=1)
-        position = from_top[rows] - 1  # rank ``ranks`` counted from the largest (0-based)
+        tail = np.sort(np.partition(block, width - k, axis=1)[:, width - k :], axis=1)
+        position = k - from_top[rows]  # rank ``ranks`` in the sorted last ``k`` columns
         at = np.arange(rows.size)
-        low[rows] = -head[at, position]
-        high[rows] = -head[at, position - 1]
+        low[rows] = tail[at, position]
+        high[rows] = tail[at, position + 1]
     return low, high
 
 
