@@ -39,9 +39,10 @@ class BasePolicy(ABC):
     A router moves a request with ``release`` here; its target ``adopt``s it with its KV (or ``add``s it, without).
 
     Under the simulator (``use_cohorts``) the decodes ``_schedule_decodes`` picks are the members of one
-    ``Cohort``: the running requests past their prefill, sorted once as they join ``running`` (``_known`` is the
-    prefix of ``running`` sorted so far; anything else that reorders or shrinks ``running`` makes the cohort
-    start over). The batch and its completion then cost per request only at a join, a block boundary or a
+    ``Cohort``: the running requests past their prefill, sorted once as they join ``running`` (the first
+    ``_known`` entries of the list ``_sorted`` have been; ``running`` may grow at its end, anything else that
+    changes it must replace the list, as ``Migratable`` does, or go through ``release``, and the cohort starts
+    over). The batch and its completion then cost per request only at a join, a block boundary or a
     finish; a decode that cannot get its block dissolves the cohort and is scheduled request by request.
     """
 
@@ -77,11 +78,12 @@ class BasePolicy(ABC):
         self.rejected: list[Request] = []
         self.num_preemptions = 0
         #: Simulation (``use_cohorts``): the running decodes on one clock (``ascendra.cohort``); the running
-        #: requests it has sorted (``_known``, a prefix of ``running`` unless something else changed it), those
-        #: of them still in prefill, and everyone's order key.
+        #: list whose first ``_known`` requests it has sorted, those of them still in prefill, and everyone's
+        #: order key.
         self.cohorts = False
         self._cohort: Cohort | None = None
-        self._known: list[Request] = []
+        self._sorted: list[Request] | None = None
+        self._known = 0
         self._prefilling: list[Request] = []
         self._keys: dict[int, int] = {}
         self._next_key = 0
@@ -109,6 +111,7 @@ class BasePolicy(ABC):
             if request.cohort is not None:  # not in a batch in flight, so no cohort batch is: all can leave
                 self._dissolve(request.cohort)
             self.running.remove(request)
+            self._sorted = None  # the cohort starts over
             self.blocks.free_moving(request)
             return request.num_computed
         if request not in self.waiting:
@@ -171,14 +174,19 @@ class BasePolicy(ABC):
                 blocks.free(request)
                 finished.append(request)
         if finished:
-            self._forget_finished()
+            self._forget_finished(finished)
         return finished
 
-    def _forget_finished(self) -> None:
-        self.running = [r for r in self.running if r.finish_time is None]
-        if self._known:
-            self._known = [r for r in self._known if r.finish_time is None]
-            self._prefilling = [r for r in self._prefilling if r.finish_time is None]
+    def _forget_finished(self, finished: list[Request]) -> None:
+        """Take the finished requests out of ``running`` (and out of what the cohort has sorted of it)."""
+        running = self.running
+        self.running = [r for r in running if r.finish_time is None]
+        if running is self._sorted:
+            unsorted = sum(1 for r in running[self._known :] if r.finish_time is not None)
+            self._known -= len(finished) - unsorted
+            self._sorted = self.running
+            if any(r.finish_time is not None for r in self._prefilling):
+                self._prefilling = [r for r in self._prefilling if r.finish_time is None]
 
     def steady(self, batch: Batch) -> bool:
         """Whether ``batch``, just scheduled, starts a run of identical decode steps (``steady_decodes``)."""
@@ -233,7 +241,7 @@ class BasePolicy(ABC):
             blocks.free(request)
         finished = cohort.advance(ends[:done])
         if finished:
-            self._forget_finished()
+            self._forget_finished(finished)
         final = logged.pop() if log else Batch()
         return DecodeRun(steps, finished, final, logged, ends)
 
@@ -329,11 +337,11 @@ class BasePolicy(ABC):
         """``_schedule_decodes`` with the running decodes as one ``Cohort``: only the requests that joined (their
         prefill done, or new in ``running``) and those at a block boundary are visited. A decode that cannot get
         its block dissolves the cohort and the rest is scheduled one by one, preempting as that does."""
-        running, known = self.running, self._known
+        running = self.running
         cohort = self._cohort
-        if cohort is None or len(running) < len(known) or running[: len(known)] != known:
+        if cohort is None or running is not self._sorted or len(running) < self._known:
             cohort = self._regroup()  # something else changed ``running``: sort it all again
-        done = len(self._known)
+        done = self._known
         if len(running) > done:  # appended since: admitted or adopted, in order
             keys = self._keys
             for request in running[done:]:
@@ -359,21 +367,21 @@ class BasePolicy(ABC):
         batch.take_cohort(cohort)
         if prefilling is not None:
             prefilling.extend(self._prefilling)
-        self._known = list(running)
+        self._sorted, self._known = running, len(running)
 
     def _regroup(self) -> Cohort:
         """A new cohort (the old one dissolved) with nothing sorted yet."""
         if self._cohort is not None:
             self._dissolve(self._cohort)
         self._cohort = Cohort(self.blocks.block_size)
-        self._known, self._prefilling, self._keys = [], [], {}
+        self._sorted, self._known, self._prefilling, self._keys = self.running, 0, [], {}
         return self._cohort
 
     def _dissolve(self, cohort: Cohort) -> None:
         cohort.dissolve()
         if cohort is self._cohort:
             self._cohort = None
-            self._known, self._prefilling, self._keys = [], [], {}
+            self._sorted, self._known, self._prefilling, self._keys = None, 0, [], {}
 
     def _decodes_falling_back(self, batch: Batch, key: int, request: Request, prefilling: list[Request] | None) -> None:
         """The cohort's member ``request`` (order ``key``) cannot get its block: the decodes and prefills before

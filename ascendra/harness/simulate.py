@@ -26,8 +26,9 @@ class SimOutcome:
     result: RunResult
     records: pd.DataFrame
     summary: dict[str, float]
-    #: Wall-clock seconds of the simulation proper (building the system and running it) and of the records and
-    #: summary computed from its requests (``ascbench bench sim`` reports both).
+    #: CPU seconds of the simulation proper (building the system and running it) and of the records and summary
+    #: computed from its requests (``ascbench bench sim`` reports both; CPU time, unlike wall time, is not
+    #: inflated by other work on a shared host).
     sim_seconds: float = 0.0
     metrics_seconds: float = 0.0
 
@@ -49,15 +50,15 @@ def simulate(
             "not a simulated one: use it with sweep or capacity"
         )
     workload = workload if workload is not None else workload_of(config, data_dir)
-    start = time.perf_counter()
+    start = time.process_time()
     c = config.cluster
     cost = config.cost_model()
     built = build_system(config, one_executor(cost.batch_time))
     decode_times = cost.decode_run_times if bulk else None
     cluster = Cluster(built.instances, built.router, c.transfer_time(), decode_times)
     result = cluster.run(workload.requests, on_progress)
-    simulated = time.perf_counter()
+    simulated = time.process_time()
     records, summary = run_tables(result.requests, slo_of(config), workload.num_trimmed)
     summary.update(move_stats(result.moves, get_model(c.model).kv_bytes_per_token(c.tensor_parallel)))
-    end = time.perf_counter()
+    end = time.process_time()
     return SimOutcome(config, workload, result, records, summary, simulated - start, end - simulated)
