@@ -24,6 +24,7 @@ request: the reference the fast path is tested against.
 
 from __future__ import annotations
 
+import gc
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,7 +89,18 @@ class Cluster:
 
     def run(self, specs: list[RequestSpec], on_progress: OnProgress | None = None) -> RunResult:
         """Run every request to its end; ``on_progress(arrived, total)`` is told every 1,024 arrivals (a progress
-        bar for long runs)."""
+        bar for long runs). The cyclic garbage collector is paused meanwhile: what a run allocates is freed by
+        reference counting or lives until its end (requests, cohorts), so collecting during it only costs time
+        (~5%)."""
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run(specs, on_progress)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _run(self, specs: list[RequestSpec], on_progress: OnProgress | None) -> RunResult:
         requests = [Request(spec) for spec in sorted(specs, key=lambda s: (s.arrival, s.request_id))]
         self._requests = requests
         coordinator = self.coordinator
