@@ -143,17 +143,3 @@ class DecodeCounts:
     kv: int = 0
     leaving: dict[int, list[int]] = field(default_factory=dict)
     offset: int = 0
-
-    @classmethod
-    def of(cls, contexts: list[int], lasts: list[int]) -> DecodeCounts:
-        """The run of decodes with ``contexts[i]`` tokens cached at the first step, decode ``i`` taking part in
-        the first ``lasts[i]`` steps."""
-        leaving: dict[int, list[int]] = {}
-        for context, last in zip(contexts, lasts, strict=True):
-            left = leaving.get(last)
-            if left is None:
-                leaving[last] = [1, context]
-            else:
-                left[0] += 1
-                left[1] += context
-        return cls(len(contexts), sum(contexts), leaving)

@@ -139,7 +139,12 @@ def test_decode_run_times_are_the_batch_times(contexts: list[int], data: st.Data
         if not batch:
             break
         expected.append(COST.batch_time(batch))
-    assert COST.decode_run_times(DecodeCounts.of(contexts, lasts), steps) == expected
+    leaving: dict[int, list[int]] = {}
+    for context, last in zip(contexts, lasts, strict=True):  # decodes by the steps they take part in
+        left = leaving.setdefault(last, [0, 0])
+        left[0] += 1
+        left[1] += context
+    assert COST.decode_run_times(DecodeCounts(len(contexts), sum(contexts), leaving), steps) == expected
 
 
 def test_a_router_that_promises_nothing_gets_no_bulk_advance() -> None:
