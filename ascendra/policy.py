@@ -341,16 +341,12 @@ class BasePolicy(ABC):
         cohort = self._cohort
         if cohort is None or running is not self._sorted or len(running) < self._known:
             cohort = self._regroup()  # something else changed ``running``: sort it all again
-        done = self._known
-        if len(running) > done:  # appended since: admitted or adopted, in order
-            keys = self._keys
-            for request in running[done:]:
-                key = keys[request.id] = self._next_key
+        if len(running) > self._known:  # appended since: admitted or adopted, in order; sorted below
+            appended = running[self._known :]
+            for request in appended:
+                self._keys[request.id] = self._next_key
                 self._next_key += 1
-                if request.num_computed < request.prefill_target:
-                    self._prefilling.append(request)
-                else:
-                    cohort.join(request, key)
+            self._prefilling += appended
         if self._prefilling:
             still: list[Request] = []
             for request in self._prefilling:

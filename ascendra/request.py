@@ -95,8 +95,9 @@ class Request:
 
     @property
     def first_token_time(self) -> float:
-        """When its first token was emitted (it has one)."""
-        return self.own_token_times[0] if self.own_token_times else self.token_times[0]
+        """When its first token was emitted (it has one; emitted before it could join a cohort, so always copied
+        in)."""
+        return self.own_token_times[0]
 
     @property
     def last_token_time(self) -> float:

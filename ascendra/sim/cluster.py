@@ -67,7 +67,9 @@ class Cluster:
         cohorts: bool | None = None,
     ) -> None:
         self.instances = instances
-        if decode_times is not None if cohorts is None else cohorts:
+        if cohorts is None:
+            cohorts = decode_times is not None
+        if cohorts:
             for instance in instances:
                 use = getattr(instance.scheduler, "use_cohorts", None)
                 if use is not None:
