@@ -14,6 +14,7 @@ policy visits them: blocks are allocated and freed in that order, so block ids a
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect, insort
 from collections.abc import Callable
 
@@ -39,7 +40,7 @@ class Cohort:
     def __init__(self, block_size: int) -> None:
         self.block_size = block_size
         self.step = 0
-        self.timeline: list[float] = []
+        self.timeline: array[float] = array("d")  # as members' token times are kept
         #: Members in running order, with their bases (``num_computed - step``) and order keys.
         self.members: list[Request] = []
         self.bases: list[int] = []

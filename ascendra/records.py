@@ -1,17 +1,19 @@
 """Per-request records: the single source of truth every metric is computed from.
 
 A records table has one row per *arrived* request (finished, dropped, cancelled or unfinished), with the
-columns in ``RECORD_COLUMNS``. ``token_times`` holds the absolute time of every output token (the first is the first
-token); ``slo_class``, ``ttft_slo`` and ``tbt_slo`` are the request's own SLO class and SLOs (None or NaN: the run's
-SLOs, as for every request of a run without classes). Tables are written as Parquet so the token time lists
-round-trip exactly.
+columns in ``RECORD_COLUMNS``. ``token_times`` holds the absolute time of every output token (the first is the
+first token), as a float64 array (a list in tables built by hand: the metrics take either); ``slo_class``,
+``ttft_slo`` and ``tbt_slo`` are the request's own SLO class and SLOs (None or NaN: the run's SLOs, as for every
+request of a run without classes). Tables are written as Parquet so the token times round-trip exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ascendra.errors import UserError
@@ -53,7 +55,7 @@ def records_frame(requests: Iterable[Request]) -> pd.DataFrame:
         "prompt_tokens": [s.prompt_tokens for s in specs],
         "output_tokens": [s.output_tokens for s in specs],
         "first_scheduled": [r.first_scheduled for r in rows],
-        "token_times": [list(r.token_times) for r in rows],
+        "token_times": _token_time_arrays(rows),
         "finish_time": [r.finish_time for r in rows],
         "dropped": [r.dropped for r in rows],
         "cancelled": [r.cancelled for r in rows],
@@ -66,6 +68,19 @@ def records_frame(requests: Iterable[Request]) -> pd.DataFrame:
         "tbt_slo": [r.tbt_slo for r in rows],
     }
     return pd.DataFrame(columns, columns=list(RECORD_COLUMNS))
+
+
+def _token_time_arrays(rows: Sequence[Request]) -> list[np.ndarray]:
+    """Each request's token times as a float64 array, all of them views into one array copied from the
+    requests' C doubles (no per-token Python float on the way)."""
+    flat: array[float] = array("d")
+    ends = []
+    for request in rows:
+        flat.extend(request.token_times)
+        ends.append(len(flat))
+    values = np.frombuffer(flat, dtype=float) if flat else np.empty(0)
+    starts = [0, *ends[:-1]]
+    return [values[start:end] for start, end in zip(starts, ends, strict=True)]
 
 
 def write_records(frame: pd.DataFrame, path: Path) -> None:
@@ -87,5 +102,5 @@ def read_records(path: Path) -> pd.DataFrame:
     missing = [c for c in RECORD_COLUMNS if c not in frame.columns]
     if missing:
         raise UserError(f"records {path} lack columns: {', '.join(missing)}")
-    frame["token_times"] = frame["token_times"].map(lambda v: [float(x) for x in v] if v is not None else [])
+    frame["token_times"] = [np.empty(0) if v is None else np.asarray(v, dtype=float) for v in frame["token_times"]]
     return frame

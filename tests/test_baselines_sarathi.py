@@ -34,7 +34,7 @@ def test_a_long_prompt_is_split_into_budget_sized_chunks() -> None:
         s.on_batch_done(batch, now)
     assert chunks == [512, 512, 176]
     assert contexts == [0, 512, 1024]
-    assert a.token_times == [3.0]  # only the chunk that completes the prompt emits a token
+    assert a.token_times.tolist() == [3.0]  # only the chunk that completes the prompt emits a token
 
 
 def test_batch_order_is_decodes_then_partial_prefills_then_new_requests() -> None:

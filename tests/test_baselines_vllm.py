@@ -44,7 +44,7 @@ def test_new_arrival_preempts_decodes_with_a_prefill_only_batch() -> None:
     s.add(a, 0.0)
     s.on_batch_done(s.schedule(0.0), 1.0)
     s.on_batch_done(s.schedule(1.0), 2.0)
-    assert a.token_times == [1.0, 2.0]
+    assert a.token_times.tolist() == [1.0, 2.0]
     s.add(req(1, 20, 2, arrival=2.0), 2.0)
     batch = s.schedule(2.0)
     assert shape(batch) == [(1, 20, True)]  # request 0's decode waits: the TBT stall vLLM is known for

@@ -30,13 +30,13 @@ def test_a_member_follows_the_clock_and_keeps_what_it_emitted_when_it_leaves() -
     cohort.tick(3.0)
     assert request.num_computed == 12
     assert request.num_generated == 3
-    assert request.token_times == [0.5, 2.0, 3.0]
+    assert request.token_times.tolist() == [0.5, 2.0, 3.0]
     with pytest.raises(RuntimeError):
         request.num_computed = 0
     cohort.tick(4.0)
     request.leave_cohort(at=3)  # tick 3 ended at 3.0: the one at 4.0 is not kept
     assert type(request) is Request and request.cohort is None
-    assert (request.num_computed, request.token_times) == (12, [0.5, 2.0, 3.0])
+    assert (request.num_computed, request.token_times.tolist()) == (12, [0.5, 2.0, 3.0])
 
 
 def test_members_finish_at_their_last_token_in_running_order() -> None:
@@ -49,7 +49,7 @@ def test_members_finish_at_their_last_token_in_running_order() -> None:
     assert cohort.members == [late, early, also]
     assert cohort.kv == 20 + 20 + 30
     assert cohort.tick(1.0) == [early]
-    assert early.finish_time == 1.0 and early.token_times == [0.5, 1.0] and early.num_computed == 21
+    assert early.finish_time == 1.0 and early.token_times.tolist() == [0.5, 1.0] and early.num_computed == 21
     assert cohort.tick(2.0) == [late, also]
     assert len(cohort) == 0 and cohort.kv == 0 and not cohort.finishing and not cohort.leaving
 

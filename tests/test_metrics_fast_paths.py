@@ -48,7 +48,7 @@ def _row(request: Request) -> dict[str, object]:
         "prompt_tokens": request.prompt_len,
         "output_tokens": request.output_len,
         "first_scheduled": request.first_scheduled,
-        "token_times": list(request.token_times),
+        "token_times": np.array(request.token_times),
         "finish_time": request.finish_time,
         "dropped": request.dropped,
         "cancelled": request.cancelled,
