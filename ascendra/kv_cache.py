@@ -6,6 +6,8 @@ as its physical KV layout, so block ids are real (a free list), not just a count
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ascendra.errors import UserError
 from ascendra.gpus import GpuSpec
 from ascendra.models import ModelSpec
@@ -76,7 +78,7 @@ class BlockManager:
         return list(self._tables.get(request_id, ()))
 
     def num_blocks_of(self, request: Request) -> int:
-        table = self._tables.get(request.spec.request_id)
+        table = self._tables.get(request.id)
         return len(table) if table is not None else 0
 
     def extra_blocks(self, request: Request, num_tokens_total: int) -> int:
@@ -108,21 +110,23 @@ class BlockManager:
         table.extend(taken)
         return True
 
-    def cover_slot(self, request: Request, slot: int) -> bool:
-        """``try_grow(request, slot + 1)`` for a slot at most one block past the end of the request's table (a
-        decode's next slot): True when the table covers it, taking one free block if needed."""
-        table = self._tables[request.spec.request_id]
-        if len(table) * self.block_size > slot:
-            return True
-        if not self._free:
-            return False
-        table.append(self._free.pop())
-        return True
+    def cover_next_slots(self, requests: Iterable[Request]) -> Request | None:
+        """For each request in order, a held block for its next slot (``num_computed``, at most one block past the
+        end of its table: a decode's), taking one free block where needed; the first request that cannot get one
+        (None: all covered). One call for every member of a cohort at a block boundary."""
+        tables, size, free = self._tables, self.block_size, self._free
+        for request in requests:
+            table = tables[request.id]
+            if len(table) * size <= request.num_computed:
+                if not free:
+                    return request
+                table.append(free.pop())
+        return None
 
     def add_block(self, request: Request) -> None:
         """One more block for a request holding some, as ``grow`` past the end of its table by one slot would
         allocate it (the caller checked one is free): a decode run's growth, one block at a time."""
-        self._tables[request.spec.request_id].append(self._free.pop())
+        self._tables[request.id].append(self._free.pop())
 
     def grow(self, request: Request, num_tokens_total: int) -> None:
         """Allocate blocks so the request's table covers ``num_tokens_total`` token slots (no-op if it does)."""

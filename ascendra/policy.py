@@ -355,10 +355,11 @@ class BasePolicy(ABC):
                 else:
                     cohort.join(request, self._keys[request.id])
             self._prefilling = still
-        cover_slot = self.blocks.cover_slot
-        for key, request, _ in cohort.at_boundary():
-            if not cover_slot(request, request.num_computed):
-                self._decodes_falling_back(batch, key, request, prefilling)
+        boundary = cohort.at_boundary()
+        if boundary:
+            stuck = self.blocks.cover_next_slots(request for _, request, _ in boundary)
+            if stuck is not None:
+                self._decodes_falling_back(batch, self._keys[stuck.id], stuck, prefilling)
                 return
         batch.take_cohort(cohort)
         if prefilling is not None:

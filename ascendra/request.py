@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ascendra.sampling import Sampling
@@ -68,6 +68,9 @@ class Request:
     sampling: Sampling | None = None
     ttft_slo: float | None = field(init=False)
     tbt_slo: float | None = field(init=False)
+    #: The spec's id and arrival, copied: read on every hot path (an attribute, not a property each time).
+    id: int = field(init=False, repr=False)
+    arrival: float = field(init=False, repr=False)
     cohort: Cohort | None = field(default=None, init=False, repr=False)
     #: The token times copied into the request: all of them while it is in no cohort (``token_times`` adds a
     #: cohort's ticks not copied yet).
@@ -82,6 +85,15 @@ class Request:
             self.prefill_target = self.spec.prompt_tokens
         self.ttft_slo = self.spec.ttft_slo
         self.tbt_slo = self.spec.tbt_slo
+        self.id = self.spec.request_id
+        self.arrival = self.spec.arrival
+
+    def respec(self, **changes: object) -> None:
+        """Change fields of its spec (a client that sent it late, a server that stopped it early), keeping the
+        copies of them in step."""
+        self.spec = replace(self.spec, **changes)  # type: ignore[arg-type]
+        self.id = self.spec.request_id
+        self.arrival = self.spec.arrival
 
     @property
     def token_times(self) -> array[float]:
@@ -127,14 +139,6 @@ class Request:
             self.__class__ = Request
             self.num_computed = self._base + at
             self.cohort = None
-
-    @property
-    def id(self) -> int:
-        return self.spec.request_id
-
-    @property
-    def arrival(self) -> float:
-        return self.spec.arrival
 
     @property
     def prompt_len(self) -> int:

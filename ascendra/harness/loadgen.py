@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -171,7 +171,7 @@ async def _run(
         await asyncio.sleep(max(0.0, request.arrival - clock()))
         woke = clock()
         result.send_lag[request.id] = max(0.0, woke - request.arrival)
-        request.spec = replace(request.spec, arrival=max(woke, request.arrival))
+        request.respec(arrival=max(woke, request.arrival))
         try:
             if slots is not None:
                 await slots.acquire()

@@ -25,7 +25,7 @@ import contextlib
 import math
 import threading
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from ascendra.batch import Batch
 from ascendra.coordinator import TransferTime, instant
@@ -149,7 +149,7 @@ class StreamingExecutor:
             if stream is not None and stream.take_new():
                 # A stop: its last token is its last. Under the lock, as routers read requests' lengths.
                 with self.lock:
-                    request.spec = replace(request.spec, output_tokens=len(request.output_ids))
+                    request.respec(output_tokens=len(request.output_ids))
         return seconds
 
 
