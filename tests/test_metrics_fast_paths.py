@@ -1,7 +1,7 @@
 """The fast metrics path changes no number: the per-request P99/max gaps are pandas' grouped quantile and max bit for
-bit, the records table built column by column is the row-by-row one (values and dtypes), and whole summaries of
-simulated runs (with drops, preemptions and SLO classes) equal those of the row-by-row, pandas-grouped pipeline
-exactly."""
+bit, pooled percentiles numpy's, token times as numpy arrays give what lists give, the records table built column
+by column is the row-by-row one (values and dtypes), and whole summaries of simulated runs (with drops, preemptions
+and SLO classes) equal those of the row-by-row, pandas-grouped pipeline exactly."""
 
 from __future__ import annotations
 
@@ -177,3 +177,32 @@ def test_flags_stored_as_floats_read_without_warnings() -> None:
     assert table["cancelled"].tolist() == [True, False, False]
     assert table["offloaded"].tolist() == [True, False, False]
     assert table["dropped"].tolist() == [False, True, False]
+
+
+def _as_arrays(records: pd.DataFrame, mixed: bool = False) -> pd.DataFrame:
+    """``records`` with token times as numpy arrays, views into one flat array as simulated runs hold them
+    (``mixed``: every other row keeps its list)."""
+    lists = records["token_times"].tolist()
+    flat = np.array([t for times in lists if times is not None for t in times], dtype=float)
+    bounds = np.cumsum([0] + [0 if times is None else len(times) for times in lists])
+    arrays = [None if t is None else flat[a:b] for t, a, b in zip(lists, bounds[:-1], bounds[1:], strict=True)]
+    out = records.copy()
+    out["token_times"] = [t if mixed and i % 2 else a for i, (t, a) in enumerate(zip(lists, arrays, strict=True))]
+    return out
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_array_token_times_give_the_lists_latencies(mixed: bool) -> None:
+    """Token times as numpy arrays (simulated runs, tables read from Parquet) or lists (hand-built records), None
+    and empty included: the same latencies, bit for bit."""
+    requests = _simulated("vllm", 2, num_blocks=400)
+    requests += [_request(150, []), _request(151, [9.0]), _request(152, [9.5, 9.75]), _request(153, [], dropped=True)]
+    records = records_frame(requests)
+    times = [[float(t) for t in times] for times in records["token_times"]]
+    records["token_times"] = times[:-1] + [None]  # lists of floats, whatever the records hold
+    want = latencies(records)
+    got = latencies(_as_arrays(records, mixed))
+    assert isinstance(_as_arrays(records)["token_times"].iloc[0], np.ndarray)
+    pd.testing.assert_frame_equal(got.requests, want.requests, check_exact=True)
+    assert np.array_equal(got.gaps, want.gaps) and np.array_equal(got.gap_owner, want.gap_owner)
+    assert got.gap_owner.dtype == want.gap_owner.dtype == np.int64

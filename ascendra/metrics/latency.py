@@ -135,6 +135,20 @@ def _optional_float(records: pd.DataFrame, name: str) -> np.ndarray:
     return float_column(records, name)
 
 
+def _flatten(token_lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every request's token times in one float array, and how many each request has (None: none).
+
+    Simulated runs and tables read from Parquet hold numpy arrays, joined without touching a value; lists
+    (hand-built records) are unboxed one float at a time."""
+    counts = np.fromiter((0 if t is None else len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
+    present = [t for t in token_lists if t is not None]
+    if not present:
+        return np.empty(0), counts
+    if all(isinstance(t, np.ndarray) for t in present):
+        return np.concatenate(present, dtype=float), counts
+    return np.fromiter(itertools.chain.from_iterable(present), dtype=float, count=int(counts.sum())), counts
+
+
 def _per_request_tail(gaps: np.ndarray, owner: np.ndarray, n: int, q: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
     """Per-request quantile ``q`` and maximum of the gaps, by the row index in ``owner`` (non-decreasing); NaN for
     rows without gaps.
@@ -200,13 +214,7 @@ def latencies(records: pd.DataFrame) -> Latencies:
     """Per-request latencies and the pooled TBT gaps of a records table (see the module docstring)."""
     check_columns(records)
     n = len(records)
-    token_lists = records["token_times"].to_numpy(dtype=object)
-    counts = np.fromiter((0 if t is None else len(t) for t in token_lists), dtype=np.int64, count=n)
-    flat = np.fromiter(
-        itertools.chain.from_iterable(t for t in token_lists if t is not None), dtype=float, count=int(counts.sum())
-    )
-    owner = np.repeat(np.arange(n), counts)
-
+    flat, counts = _flatten(records["token_times"].to_numpy(dtype=object))
     has_token = counts > 0
     first_index = np.cumsum(counts) - counts
     first = np.full(n, np.nan)
@@ -214,9 +222,9 @@ def latencies(records: pd.DataFrame) -> Latencies:
     first[has_token] = flat[first_index[has_token]]
     last[has_token] = flat[first_index[has_token] + counts[has_token] - 1]
 
-    same_request = owner[1:] == owner[:-1]
-    gaps = np.diff(flat)[same_request]
-    gap_owner = owner[1:][same_request]
+    # Consecutive differences, less those between one request's last token and the next one's first.
+    gaps = np.delete(np.diff(flat), first_index[has_token][1:] - 1)
+    gap_owner = np.repeat(np.arange(n), np.maximum(counts - 1, 0))
     p99_tbt, max_tbt = _per_request_tail(gaps, gap_owner, n)
 
     arrival = float_column(records, "arrival")
