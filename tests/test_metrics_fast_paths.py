@@ -83,6 +83,44 @@ def test_per_request_tail_is_pandas_grouped_quantile(counts: list[int], q: float
         assert np.array_equal(got, want, equal_nan=True)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.sampled_from([1, 2, 7, 1000, 19_999, 20_000, 45_000, 120_000]),
+    kind=st.sampled_from(["exponential", "tied", "sorted", "periodic", "constant", "mostly-one-value", "non-finite"]),
+    qs=st.sampled_from([(50.0, 90.0, 99.0), (99.0,), (50.0, 99.0), (0.0, 100.0), (1.0, 25.0, 75.0), (99.9, 99.99)]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_percentiles_are_numpys(size: int, kind: str, qs: tuple[float, ...], seed: int) -> None:
+    """``percentiles`` selects only the order statistics it needs (from sampled brackets on large arrays): the
+    values are ``np.percentile``'s of the finite values, bit for bit, also where a bracket misses (a period of the
+    sampling step), holds one value (constant gaps) or a massive tie."""
+    rng = np.random.default_rng(seed)
+    values = {
+        "exponential": lambda: rng.exponential(0.05, size),
+        "tied": lambda: rng.integers(0, 40, size) * 0.001,
+        "sorted": lambda: np.sort(rng.exponential(0.05, size)),
+        "periodic": lambda: np.resize(rng.exponential(0.05, latency_module._SAMPLE_STEP), size),
+        "constant": lambda: np.full(size, 0.025),
+        "mostly-one-value": lambda: np.where(rng.random(size) < 0.8, 0.025, rng.exponential(0.05, size)),
+        "non-finite": lambda: np.where(rng.random(size) < 0.01, np.inf, rng.exponential(0.05, size)),
+    }[kind]()
+    if kind == "non-finite":
+        values[seed % size] = math.nan
+    finite = values[np.isfinite(values)]
+    want = [float(v) for v in np.percentile(finite, qs)] if finite.size else [math.nan] * len(qs)
+    assert np.array_equal(percentiles(values, qs), want, equal_nan=True)
+
+
+def test_percentiles_interpolate_like_numpy() -> None:
+    """Between two order statistics numpy interpolates from the nearer one (``b - d (1 - t)`` from ``t = 0.5`` on,
+    else ``a + d t``), which rounds differently: P50 of even sizes sits exactly at ``t = 0.5``."""
+    rng = np.random.default_rng(11)
+    qs = (50.0, 37.5, 62.5, 99.0)
+    for size in (2, 4, 6, 40):
+        for values in rng.exponential(0.05, (300, size)):
+            assert percentiles(values, qs) == np.percentile(values, qs).tolist()
+
+
 def _request(i: int, tokens: list[float], **state: object) -> Request:
     spec_fields = {k: state.pop(k) for k in ("slo_class", "ttft_slo", "tbt_slo") if k in state}
     request = Request(RequestSpec(i, 0.1 * i, 10 + i, max(1, len(tokens)), **spec_fields))  # type: ignore[arg-type]

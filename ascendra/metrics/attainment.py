@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ascendra.errors import UserError
-from ascendra.metrics.latency import Latencies, latencies
+from ascendra.metrics.latency import Latencies, latencies, percentiles
 
 #: Sarathi-Serve's capacity criterion bounds the median scheduling delay (arrival to first scheduling) by 2 s.
 SARATHI_MAX_MEDIAN_SCHEDULING_DELAY = 2.0
@@ -127,10 +127,18 @@ def sarathi_passes(lat: Latencies, slo: SLO) -> bool:
     then)."""
     tbt = own_slo(lat, "tbt_slo", slo.tbt)
     if isinstance(tbt, np.ndarray):  # SLO classes: each gap as a share of its own request's TBT SLO
-        tail_ok = lat.gaps.size == 0 or float(np.percentile(lat.gaps / tbt[lat.gap_owner], 99.0)) <= 1.0
+        tail_ok = lat.gaps.size == 0 or _p99(lat.gaps / tbt[lat.gap_owner]) <= 1.0
     else:
         tail_ok = lat.gaps.size == 0 or lat.gap_percentiles()[2] <= tbt
     return tail_ok and median_scheduling_delay(lat) <= SARATHI_MAX_MEDIAN_SCHEDULING_DELAY
+
+
+def _p99(values: np.ndarray) -> float:
+    """``np.percentile(values, 99)``: by ``percentiles``' selection where every value is finite (all but hand-made
+    records), else numpy's own (a NaN makes it NaN; infinities count)."""
+    if np.isfinite(values).all():
+        return percentiles(values, (99.0,))[0]
+    return float(np.percentile(values, 99.0))
 
 
 def _sarathi_attainment(lat: Latencies, slo: SLO) -> float:

@@ -23,6 +23,7 @@ first (served requests; an optional column, False when absent); *unfinished* whe
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -271,11 +272,71 @@ def latencies(records: pd.DataFrame) -> Latencies:
 
 
 def percentiles(values: np.ndarray, qs: Sequence[float] = (50.0, 90.0, 99.0)) -> list[float]:
-    """Percentiles of the finite values (NaN for each when there are none), without numpy's empty warnings."""
+    """Percentiles of the finite values (NaN for each when there are none): ``np.percentile``'s linear method bit
+    for bit, from only the order statistics it needs (``_order_statistics``)."""
     finite = _finite(values)
-    if finite.size == 0:
+    n = finite.size
+    if n == 0:
         return [float("nan")] * len(qs)
-    return [float(v) for v in np.percentile(finite, qs)]
+    # numpy's virtual index ``(n - 1) * q`` and the order statistics either side of it (the last one twice at q = 1).
+    virtual = [(n - 1) * (q / 100) for q in qs]
+    below = [min(math.floor(v), n - 1) for v in virtual]
+    ranks = sorted({r for b in below for r in (b, min(b + 1, n - 1))})
+    order = dict(zip(ranks, _order_statistics(finite, ranks), strict=True))
+    return [_lerp(order[b], order[min(b + 1, n - 1)], v - b) for v, b in zip(virtual, below, strict=True)]
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    """numpy's interpolation between neighbouring order statistics (``numpy.lib._function_base_impl._lerp``): from
+    the nearer end, so that the result is monotonic in ``t``."""
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
+
+
+#: Selection by sampling pays off from this many values on; below, one partition is as cheap.
+_SAMPLED_SELECTION_MIN = 20_000
+#: Every this many values go into the sample that brackets each rank.
+_SAMPLE_STEP = 32
+
+
+def _order_statistics(values: np.ndarray, ranks: list[int]) -> list[float]:
+    """The values of ascending ranks ``ranks`` (sorted) of ``values`` (finite), exactly what ``np.partition`` puts
+    there, at a fraction of its cost on a run's ~400k gaps.
+
+    A strided sample brackets each group of neighbouring ranks by two of its values ``lo`` and ``hi``, a few
+    standard deviations of the sample quantile either side; counting passes over ``values`` check that the ranks lie
+    among the values in ``[lo, hi]`` (ties at either end included), and only those get partitioned (none when
+    ``lo == hi``: constant gaps). A bracket that misses the ranks (unlucky data) or holds many values (massive ties)
+    falls back to partitioning everything."""
+    n = values.size
+    if n < _SAMPLED_SELECTION_MIN:
+        return np.partition(values, ranks)[ranks].tolist()
+    groups: list[list[int]] = []
+    for rank in ranks:
+        if groups and rank - groups[-1][-1] <= 1:
+            groups[-1].append(rank)
+        else:
+            groups.append([rank])
+    sample = values[::_SAMPLE_STEP]
+    last = sample.size - 1
+    brackets = []
+    for group in groups:
+        share = group[0] / n
+        spread = 4 * math.sqrt(sample.size * share * (1 - share)) + 2  # standard deviations of a sample rank
+        low_at, high_at = group[0] * last / (n - 1) - spread, group[-1] * last / (n - 1) + spread
+        brackets.append((max(int(low_at), 0), min(int(high_at) + 1, last)))
+    sample = np.partition(sample, sorted({at for bracket in brackets for at in bracket}))
+    out: list[float] = []
+    for group, (lo_at, hi_at) in zip(groups, brackets, strict=True):
+        lo, hi = sample[lo_at], sample[hi_at]
+        at_least_lo = values >= lo
+        inside = at_least_lo & (values <= hi)
+        size = int(np.count_nonzero(inside))
+        kth = [rank - (n - int(np.count_nonzero(at_least_lo))) for rank in group]
+        if kth[0] < 0 or kth[-1] >= size or size > n // 4:
+            return np.partition(values, ranks)[ranks].tolist()
+        out.extend([float(lo)] * len(kth) if lo == hi else np.partition(values[inside], kth)[kth].tolist())
+    return out
 
 
 def mean(values: np.ndarray) -> float:
