@@ -67,20 +67,85 @@ def _row_table(requests: list[Request]) -> pd.DataFrame:
     return frame.sort_values("request_id", ignore_index=True)
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    counts=st.lists(st.integers(0, 320), min_size=1, max_size=12),
-    q=st.sampled_from([0.99, 0.9, 0.5, 0.0, 1.0]),
-    tied=st.booleans(),
-    seed=st.integers(0, 2**32 - 1),
-)
-def test_per_request_tail_is_pandas_grouped_quantile(counts: list[int], q: float, tied: bool, seed: int) -> None:
+def _tail_reference(gaps: np.ndarray, counts: np.ndarray, q: float = 0.99, threshold: float = math.nan) -> object:
+    """``_per_request_tail``'s signature over the pandas reference (the threshold changes no value)."""
+    return _pandas_tail(gaps, np.repeat(np.arange(counts.size), counts), counts.size, q)
+
+
+def _tail_case(counts: list[int], scales: list[float], tied: bool, seed: int) -> np.ndarray:
+    """Gaps of requests with ``counts`` gaps each, scaled per request (a request of small gaps has none near the
+    pooled P90: it takes the full path); ``tied``: a few distinct values, as simulated gaps have."""
     rng = np.random.default_rng(seed)
     owner = np.repeat(np.arange(len(counts)), counts)
     gaps = rng.integers(0, 4, owner.size) * 0.01 if tied else rng.exponential(0.05, owner.size)
-    fast = latency_module._per_request_tail(gaps, owner, len(counts), q)
-    for got, want in zip(fast, _pandas_tail(gaps, owner, len(counts), q), strict=True):
+    return gaps * np.asarray(scales)[owner]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 320), min_size=1, max_size=12),
+    scales=st.lists(st.sampled_from([1.0, 1.0, 0.25, 4.0]), min_size=12, max_size=12),
+    q=st.sampled_from([0.99, 0.99, 0.9, 0.5, 0.0, 1.0]),
+    tied=st.booleans(),
+    threshold=st.sampled_from(["p90", "p50", "gap", "nan", "zero", "huge"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_per_request_tail_is_pandas_grouped_quantile(
+    counts: list[int], scales: list[float], q: float, tied: bool, threshold: str, seed: int
+) -> None:
+    """Whatever the threshold (pooled percentiles, a gap value itself: ties at it, none at all), the candidates'
+    order statistics are the request's own."""
+    gaps = _tail_case(counts, scales[: len(counts)], tied, seed)
+    values = {
+        "p90": float(np.percentile(gaps, 90)) if gaps.size else math.nan,
+        "p50": float(np.percentile(gaps, 50)) if gaps.size else math.nan,
+        "gap": float(gaps[seed % gaps.size]) if gaps.size else math.nan,
+        "nan": math.nan,
+        "zero": 0.0,
+        "huge": 1e9,
+    }
+    owned = np.asarray(counts)
+    fast = latency_module._per_request_tail(gaps, owned, q, values[threshold])
+    for got, want in zip(fast, _tail_reference(gaps, owned, q), strict=True):
         assert np.array_equal(got, want, equal_nan=True)
+
+
+def test_p99_from_candidates_and_from_all_gaps() -> None:
+    """Requests whose top ``k`` gaps (``m - floor(0.99 (m - 1))`` of ``m``) reach the threshold, by ties at it or
+    above it, and requests one gap short of that: both paths, the same P99 as pandas."""
+    threshold = 0.05
+    rows = []
+    for m in (2, 101, 102, 150, 201, 202, 500):
+        k = m - int(0.99 * (m - 1))
+        for reaching in (k - 1, k, min(k + 3, m)):
+            reach = np.r_[np.full(max(reaching - 2, 0), threshold), [0.07, 0.09][: min(reaching, 2)]]
+            below = np.linspace(0.001, 0.049, m - reach.size)
+            rows.append(np.r_[below, reach][np.random.default_rng(m).permutation(m)])
+    gaps = np.concatenate(rows)
+    counts = np.array([row.size for row in rows])
+    want = _tail_reference(gaps, counts)
+    assert np.isfinite(want[0]).all()
+    for threshold_used in (threshold, 0.0, math.nan):
+        fast = latency_module._per_request_tail(gaps, counts, threshold=threshold_used)
+        for got, expected in zip(fast, want, strict=True):
+            assert np.array_equal(got, expected)
+
+
+def test_nan_gaps_keep_their_p99() -> None:
+    """A NaN token time (never in simulated runs) makes its gaps NaN: the request's max is NaN, and its P99 what it
+    has always been: NaN up to 101 gaps (taken from its two largest), the partition's (NaN sorted last) beyond.
+    No table of such requests fails."""
+    rng = np.random.default_rng(3)
+    short, long = rng.exponential(0.05, 101), rng.exponential(0.05, 150)
+    short[7] = long[7] = math.nan
+    gaps = np.r_[short, long]
+    quantile, largest = latency_module._per_request_tail(gaps, np.array([101, 150]), threshold=0.01)
+    ordered = np.sort(long)  # NaN last
+    lo, frac = divmod(0.99 * 149, 1)
+    assert math.isnan(quantile[0]) and np.isnan(largest).all()
+    assert quantile[1] == ordered[int(lo)] + (ordered[int(lo) + 1] - ordered[int(lo)]) * frac
+    records = records_frame([_request(i, [0.1 * i, math.nan, 0.1 * i + 0.5]) for i in range(3)])
+    assert latencies(records).requests["p99_tbt"].isna().all()
 
 
 @settings(max_examples=60, deadline=None)
@@ -179,7 +244,7 @@ def test_summaries_equal_the_row_by_row_pandas_pipeline(name: str, seed: int, mo
     slo = SLO(0.3, 0.05)
     fast = summarize(latencies(records_frame(requests)), slo)
     with monkeypatch.context() as patched:
-        patched.setattr(latency_module, "_per_request_tail", _pandas_tail)
+        patched.setattr(latency_module, "_per_request_tail", _tail_reference)
         reference = summarize(latencies(_row_table(requests)), slo)
     assert _same(fast, reference)
     assert any("[" in key for key in fast) == bool(seed % 2)

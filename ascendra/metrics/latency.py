@@ -81,7 +81,8 @@ class Latencies:
     requests: pd.DataFrame
     gaps: np.ndarray
     gap_owner: np.ndarray
-    #: ``gap_percentiles``, once computed (the summary and Sarathi-Serve's criterion both read it).
+    #: ``gap_percentiles``, once computed (``latencies`` computes them first, for ``_per_request_tail``; the
+    #: summary and Sarathi-Serve's criterion read them too).
     _gap_percentiles: list[float] = field(default_factory=list, repr=False, compare=False)
 
     def gap_percentiles(self) -> list[float]:
@@ -150,64 +151,74 @@ def _flatten(token_lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.fromiter(itertools.chain.from_iterable(present), dtype=float, count=int(counts.sum())), counts
 
 
-def _per_request_tail(gaps: np.ndarray, owner: np.ndarray, n: int, q: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
-    """Per-request quantile ``q`` and maximum of the gaps, by the row index in ``owner`` (non-decreasing); NaN for
-    rows without gaps.
+def _per_request_tail(
+    gaps: np.ndarray, counts: np.ndarray, q: float = 0.99, threshold: float = math.nan
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-request quantile ``q`` and maximum of the gaps, request ``i`` owning the next ``counts[i]`` gaps; NaN for
+    requests without gaps.
 
     The quantile is the linear interpolation ``v[lo] + (v[lo + 1] - v[lo]) * frac`` of the request's sorted gaps
-    ``v`` at ``lo + frac = q * (m - 1)`` (pandas' grouped quantile, bit for bit). Only two order statistics of each
-    request are needed, so nothing is sorted: for P99 of up to ~100 gaps they are the two largest, found for every
-    request at once by segment maxima; longer requests partition their own gaps."""
-    quantile = np.full(n, np.nan)
-    largest = np.full(n, np.nan)
-    if not gaps.size:
+    ``v`` at ``lo + frac = q * (m - 1)`` (pandas' grouped quantile, bit for bit). Only the ``m - lo`` largest gaps
+    of each request matter (~1% + 2 for a P99), so nothing is sorted: where a request has that many gaps at or
+    above ``threshold`` (a value ~10% of all gaps reach, the pooled P90), its order statistics are those of these
+    candidates alone, and only the candidates get partitioned; the other requests partition all their gaps."""
+    quantile = np.full(counts.size, np.nan)
+    largest = np.full(counts.size, np.nan)
+    rows = np.flatnonzero(counts)
+    if not rows.size:
         return quantile, largest
-    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-    counts = np.diff(np.r_[starts, gaps.size])
-    rows = owner[starts]
+    m = counts[rows]
+    starts = np.cumsum(m) - m
     top = np.maximum.reduceat(gaps, starts)
     largest[rows] = top
-    position = q * (counts - 1).astype(float)
+    position = q * (m - 1).astype(float)
     lo = position.astype(np.int64)
     frac = position % 1
-    # The largest and second largest of each request: mask one occurrence of its maximum and take maxima again.
-    segment = np.repeat(np.arange(starts.size), counts)
-    at_top = np.flatnonzero(gaps == top[segment])
-    first_top = at_top[np.r_[True, segment[at_top[1:]] != segment[at_top[:-1]]]]
-    masked = gaps.copy()
-    masked[first_top] = -np.inf
-    second = np.maximum.reduceat(masked, starts)
-    # Order statistics ``lo`` and ``lo + 1`` (ascending); ``lo + 1`` only matters where ``frac`` > 0.
-    low = np.where(lo == counts - 1, top, second)
-    high = top.copy()
-    longer = np.flatnonzero(lo < counts - 2)
-    if longer.size:
-        low[longer], high[longer] = _near_top(gaps, starts[longer], counts[longer], lo[longer])
-    quantile[rows] = np.where(frac == 0.0, low, low + (high - low) * frac)
+    above = gaps >= threshold  # ties included: every gap equal to the threshold is a candidate
+    num_above = np.add.reduceat(above, starts)
+    # Candidates leave NaN out: a request with a NaN gap takes the full path, whose partition sorts NaN last.
+    from_candidates = (num_above >= m - lo) & ~np.isnan(top)
+    low = np.empty(rows.size)
+    high = np.empty(rows.size)
+    chosen = np.flatnonzero(from_candidates)
+    if chosen.size:
+        candidates = gaps[above]
+        candidate_starts = np.cumsum(num_above) - num_above
+        rank = num_above - (m - lo)
+        low[chosen], high[chosen] = _near_top(candidates, candidate_starts[chosen], num_above[chosen], rank[chosen])
+    rest = np.flatnonzero(~from_candidates)
+    if rest.size:
+        low[rest], high[rest] = _near_top(gaps, starts[rest], m[rest], lo[rest])
+        # Requests of up to ~100 gaps have always taken their P99 from their two largest gaps, NaN with a NaN gap.
+        low[rest[np.isnan(top[rest]) & (lo[rest] >= m[rest] - 2)]] = np.nan
+    quantile[rows] = low
+    between = np.flatnonzero(frac != 0.0)
+    quantile[rows[between]] = low[between] + (high[between] - low[between]) * frac[between]
     return quantile, largest
 
 
-def _near_top(gaps: np.ndarray, starts: np.ndarray, counts: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Order statistics ``ranks`` and ``ranks + 1`` (ascending) of the segments ``gaps[starts : starts + counts]``,
-    for ranks near the top (a P99 needs the top ~1%): segments of similar length are padded into one 2-D block
-    whose rows are partitioned at once, so only each row's largest ``counts - ranks`` values get sorted."""
+def _near_top(values: np.ndarray, starts: np.ndarray, counts: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Order statistics ``ranks`` and ``ranks + 1`` (ascending; the last value where ``ranks`` is the top) of the
+    segments ``values[starts : starts + counts]``, for ranks near the top: segments of similar length are padded
+    into one 2-D block whose rows are partitioned at once, so only each row's largest ``counts - ranks`` values
+    get sorted."""
     low = np.empty(starts.size)
     high = np.empty(starts.size)
     from_top = counts - ranks  # the values of ranks ``ranks .. counts - 1``, counted from the largest
-    size_class = (np.log2(counts) * 4).astype(np.int64)  # lengths within a factor 2**0.25: little padding
+    size_class = np.log2(counts).astype(np.int64)  # lengths within a factor 2: few blocks, little padding
     for size in np.unique(size_class).tolist():
         rows = np.flatnonzero(size_class == size)
         columns = np.arange(int(counts[rows].max()))
         width = columns.size
-        index = np.minimum(starts[rows, None] + columns, gaps.size - 1)
+        index = np.minimum(starts[rows, None] + columns, values.size - 1)
         # Padded with -inf: once partitioned, the ``k`` largest values of a row are its last ``k`` columns.
-        block = np.where(columns < counts[rows, None], gaps[index], -np.inf)
+        block = np.where(columns < counts[rows, None], values[index], -np.inf)
         k = int(from_top[rows].max())
         tail = np.sort(np.partition(block, width - k, axis=1)[:, width - k :], axis=1)
         position = k - from_top[rows]  # rank ``ranks`` in the sorted last ``k`` columns
         at = np.arange(rows.size)
         low[rows] = tail[at, position]
-        high[rows] = tail[at, position + 1]
+        high[rows] = tail[at, np.minimum(position + 1, k - 1)]
     return low, high
 
 
@@ -225,8 +236,10 @@ def latencies(records: pd.DataFrame) -> Latencies:
 
     # Consecutive differences, less those between one request's last token and the next one's first.
     gaps = np.delete(np.diff(flat), first_index[has_token][1:] - 1)
-    gap_owner = np.repeat(np.arange(n), np.maximum(counts - 1, 0))
-    p99_tbt, max_tbt = _per_request_tail(gaps, gap_owner, n)
+    gap_counts = np.maximum(counts - 1, 0)
+    gap_owner = np.repeat(np.arange(n), gap_counts)
+    gap_percentiles = percentiles(gaps)
+    p99_tbt, max_tbt = _per_request_tail(gaps, gap_counts, threshold=gap_percentiles[1])
 
     arrival = float_column(records, "arrival")
     output_tokens = float_column(records, "output_tokens")
@@ -268,7 +281,7 @@ def latencies(records: pd.DataFrame) -> Latencies:
         },
         columns=list(LATENCY_COLUMNS),
     )
-    return Latencies(requests=table, gaps=gaps, gap_owner=gap_owner)
+    return Latencies(requests=table, gaps=gaps, gap_owner=gap_owner, _gap_percentiles=gap_percentiles)
 
 
 def percentiles(values: np.ndarray, qs: Sequence[float] = (50.0, 90.0, 99.0)) -> list[float]:
