@@ -309,3 +309,15 @@ def test_array_token_times_give_the_lists_latencies(mixed: bool) -> None:
     pd.testing.assert_frame_equal(got.requests, want.requests, check_exact=True)
     assert np.array_equal(got.gaps, want.gaps) and np.array_equal(got.gap_owner, want.gap_owner)
     assert got.gap_owner.dtype == want.gap_owner.dtype == np.int64
+
+
+def test_where_keeps_each_kept_requests_gaps() -> None:
+    """One SLO class's latencies: its requests' rows, and their gaps, owned by their new row numbers."""
+    lat = latencies(records_frame(_simulated("sarathi", 1, num_blocks=400)))
+    mask = np.arange(len(lat.requests)) % 3 == 1
+    part = lat.where(mask)
+    kept = np.flatnonzero(mask)
+    pd.testing.assert_frame_equal(part.requests, lat.requests.iloc[kept].reset_index(drop=True))
+    assert np.array_equal(part.gaps, np.concatenate([lat.gaps_of(row) for row in kept]))
+    assert np.array_equal(part.gap_owner, np.repeat(np.arange(kept.size), [lat.gaps_of(row).size for row in kept]))
+    assert part.column("ttft") is part.column("ttft")

@@ -84,12 +84,21 @@ class Latencies:
     #: ``gap_percentiles``, once computed (``latencies`` computes them first, for ``_per_request_tail``; the
     #: summary and Sarathi-Serve's criterion read them too).
     _gap_percentiles: list[float] = field(default_factory=list, repr=False, compare=False)
+    #: ``column``'s arrays, once read.
+    _columns: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def gap_percentiles(self) -> list[float]:
         """P50, P90 and P99 of the finite gaps (``percentiles``), computed once."""
         if not self._gap_percentiles:
             self._gap_percentiles.extend(percentiles(self.gaps))
         return list(self._gap_percentiles)
+
+    def column(self, name: str) -> np.ndarray:
+        """Column ``name`` of ``requests`` as an array, read once: the attainment definitions and the summary read
+        the same few columns over and over, and each DataFrame lookup costs more than the arithmetic on it."""
+        if name not in self._columns:
+            self._columns[name] = self.requests[name].to_numpy()
+        return self._columns[name]
 
     def gaps_of(self, row: int) -> np.ndarray:
         """The TBT gaps of the request in row ``row`` (positional), in token order."""
@@ -98,11 +107,10 @@ class Latencies:
     def where(self, mask: np.ndarray) -> Latencies:
         """The latencies of the requests where ``mask`` is True (positional), with their gaps: one SLO class."""
         rows = np.flatnonzero(mask)
-        renumber = np.full(len(self.requests), -1, dtype=np.int64)
-        renumber[rows] = np.arange(rows.size)
-        keep = mask[self.gap_owner]
         requests = self.requests.iloc[rows].reset_index(drop=True)
-        return Latencies(requests=requests, gaps=self.gaps[keep], gap_owner=renumber[self.gap_owner[keep]])
+        gap_counts = np.maximum(self.column("num_tokens")[rows] - 1, 0)  # gaps of each request kept, in order
+        gap_owner = np.repeat(np.arange(rows.size), gap_counts)
+        return Latencies(requests=requests, gaps=self.gaps[mask[self.gap_owner]], gap_owner=gap_owner)
 
 
 def tbt_gaps(token_times: Sequence[float]) -> np.ndarray:
@@ -118,8 +126,12 @@ def check_columns(records: pd.DataFrame) -> None:
 
 
 def float_column(records: pd.DataFrame, name: str) -> np.ndarray:
-    """A column as float64 with None/NaN/NA as NaN (optional timestamps arrive as object columns)."""
-    return pd.to_numeric(records[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    """A column as float64 with None/NaN/NA as NaN (optional timestamps arrive as object columns, which alone
+    need ``pd.to_numeric``)."""
+    column = records[name]
+    if not pd.api.types.is_numeric_dtype(column.dtype):
+        column = pd.to_numeric(column, errors="coerce")
+    return column.to_numpy(dtype=float, na_value=np.nan)
 
 
 def _flag(records: pd.DataFrame, name: str) -> np.ndarray:
