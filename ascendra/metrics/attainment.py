@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ascendra.errors import UserError
-from ascendra.metrics.latency import Latencies, latencies
+from ascendra.metrics.latency import Latencies, latencies, percentiles
 
 #: Sarathi-Serve's capacity criterion bounds the median scheduling delay (arrival to first scheduling) by 2 s.
 SARATHI_MAX_MEDIAN_SCHEDULING_DELAY = 2.0
@@ -72,7 +72,7 @@ def _as_latencies(data: pd.DataFrame | Latencies) -> Latencies:
 def own_slo(lat: Latencies, name: str, default: float) -> np.ndarray | float:
     """Per request, its own SLO ``name`` (``ttft_slo`` or ``tbt_slo``), the run's ``default`` where it has none;
     the scalar ``default`` when no request has its own (a run without SLO classes)."""
-    own = lat.requests[name].to_numpy(dtype=float) if name in lat.requests else np.full(len(lat.requests), np.nan)
+    own = lat.column(name).astype(float, copy=False) if name in lat.requests else np.full(len(lat.requests), np.nan)
     missing = np.isnan(own)
     if missing.all():
         return default
@@ -81,15 +81,15 @@ def own_slo(lat: Latencies, name: str, default: float) -> np.ndarray | float:
 
 def ttft_met(lat: Latencies, slo: SLO) -> np.ndarray:
     """Per request: a first token came within its TTFT SLO (False when none came)."""
-    return lat.requests["ttft"].to_numpy() <= own_slo(lat, "ttft_slo", slo.ttft)
+    return lat.column("ttft") <= own_slo(lat, "ttft_slo", slo.ttft)
 
 
 def tbt_met(lat: Latencies, slo: SLO, definition: str = "paper") -> np.ndarray:
     """Per request: finished and its TBT statistic (per ``definition``) is within its TBT SLO; single-token
     outputs pass. Unfinished and dropped requests fail."""
     column = _tbt_column(definition)
-    stat = lat.requests[column].to_numpy()
-    return lat.requests["finished"].to_numpy() & (np.isnan(stat) | (stat <= own_slo(lat, "tbt_slo", slo.tbt)))
+    stat = lat.column(column)
+    return lat.column("finished") & (np.isnan(stat) | (stat <= own_slo(lat, "tbt_slo", slo.tbt)))
 
 
 def attained(lat: Latencies, slo: SLO, definition: str = "paper") -> np.ndarray:
@@ -115,8 +115,8 @@ def median_scheduling_delay(lat: Latencies) -> float:
     """Median over all arrived requests of arrival -> first scheduling, never-scheduled ones counting as
     infinite; NaN when no request arrived or when scheduling times were not recorded (a request emitted a token
     without one)."""
-    delay = lat.requests["scheduling_delay"].to_numpy()
-    if delay.size == 0 or (np.isnan(delay) & ~np.isnan(lat.requests["first_token"].to_numpy())).any():
+    delay = lat.column("scheduling_delay")
+    if delay.size == 0 or (np.isnan(delay) & ~np.isnan(lat.column("first_token"))).any():
         return float("nan")
     return float(np.median(np.where(np.isnan(delay), np.inf, delay)))
 
@@ -127,10 +127,18 @@ def sarathi_passes(lat: Latencies, slo: SLO) -> bool:
     then)."""
     tbt = own_slo(lat, "tbt_slo", slo.tbt)
     if isinstance(tbt, np.ndarray):  # SLO classes: each gap as a share of its own request's TBT SLO
-        tail_ok = lat.gaps.size == 0 or float(np.percentile(lat.gaps / tbt[lat.gap_owner], 99.0)) <= 1.0
+        tail_ok = lat.gaps.size == 0 or _p99(lat.gaps / tbt[lat.gap_owner]) <= 1.0
     else:
         tail_ok = lat.gaps.size == 0 or lat.gap_percentiles()[2] <= tbt
     return tail_ok and median_scheduling_delay(lat) <= SARATHI_MAX_MEDIAN_SCHEDULING_DELAY
+
+
+def _p99(values: np.ndarray) -> float:
+    """``np.percentile(values, 99)``: by ``percentiles``' selection where every value is finite (all but hand-made
+    records), else numpy's own (a NaN makes it NaN; infinities count)."""
+    if np.isfinite(values).all():
+        return percentiles(values, (99.0,))[0]
+    return float(np.percentile(values, 99.0))
 
 
 def _sarathi_attainment(lat: Latencies, slo: SLO) -> float:
@@ -165,8 +173,8 @@ def class_masks(data: pd.DataFrame | Latencies) -> dict[str, np.ndarray]:
     lat = _as_latencies(data)
     if "slo_class" not in lat.requests:
         return {}
-    labels = lat.requests["slo_class"].to_numpy(dtype=object)
-    names = sorted({label for label in labels if isinstance(label, str)})
+    labels = lat.column("slo_class")
+    names = sorted(label for label in set(labels.tolist()) if isinstance(label, str))
     return {name: labels == name for name in names}
 
 

@@ -23,6 +23,7 @@ first (served requests; an optional column, False when absent); *unfinished* whe
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -80,14 +81,24 @@ class Latencies:
     requests: pd.DataFrame
     gaps: np.ndarray
     gap_owner: np.ndarray
-    #: ``gap_percentiles``, once computed (the summary and Sarathi-Serve's criterion both read it).
+    #: ``gap_percentiles``, once computed (``latencies`` computes them first, for ``_per_request_tail``; the
+    #: summary and Sarathi-Serve's criterion read them too).
     _gap_percentiles: list[float] = field(default_factory=list, repr=False, compare=False)
+    #: ``column``'s arrays, once read.
+    _columns: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def gap_percentiles(self) -> list[float]:
         """P50, P90 and P99 of the finite gaps (``percentiles``), computed once."""
         if not self._gap_percentiles:
             self._gap_percentiles.extend(percentiles(self.gaps))
         return list(self._gap_percentiles)
+
+    def column(self, name: str) -> np.ndarray:
+        """Column ``name`` of ``requests`` as an array, read once: the attainment definitions and the summary read
+        the same few columns over and over, and each DataFrame lookup costs more than the arithmetic on it."""
+        if name not in self._columns:
+            self._columns[name] = self.requests[name].to_numpy()
+        return self._columns[name]
 
     def gaps_of(self, row: int) -> np.ndarray:
         """The TBT gaps of the request in row ``row`` (positional), in token order."""
@@ -96,11 +107,10 @@ class Latencies:
     def where(self, mask: np.ndarray) -> Latencies:
         """The latencies of the requests where ``mask`` is True (positional), with their gaps: one SLO class."""
         rows = np.flatnonzero(mask)
-        renumber = np.full(len(self.requests), -1, dtype=np.int64)
-        renumber[rows] = np.arange(rows.size)
-        keep = mask[self.gap_owner]
         requests = self.requests.iloc[rows].reset_index(drop=True)
-        return Latencies(requests=requests, gaps=self.gaps[keep], gap_owner=renumber[self.gap_owner[keep]])
+        gap_counts = np.maximum(self.column("num_tokens")[rows] - 1, 0)  # gaps of each request kept, in order
+        gap_owner = np.repeat(np.arange(rows.size), gap_counts)
+        return Latencies(requests=requests, gaps=self.gaps[mask[self.gap_owner]], gap_owner=gap_owner)
 
 
 def tbt_gaps(token_times: Sequence[float]) -> np.ndarray:
@@ -116,8 +126,12 @@ def check_columns(records: pd.DataFrame) -> None:
 
 
 def float_column(records: pd.DataFrame, name: str) -> np.ndarray:
-    """A column as float64 with None/NaN/NA as NaN (optional timestamps arrive as object columns)."""
-    return pd.to_numeric(records[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    """A column as float64 with None/NaN/NA as NaN (optional timestamps arrive as object columns, which alone
+    need ``pd.to_numeric``)."""
+    column = records[name]
+    if not pd.api.types.is_numeric_dtype(column.dtype):
+        column = pd.to_numeric(column, errors="coerce")
+    return column.to_numpy(dtype=float, na_value=np.nan)
 
 
 def _flag(records: pd.DataFrame, name: str) -> np.ndarray:
@@ -135,64 +149,88 @@ def _optional_float(records: pd.DataFrame, name: str) -> np.ndarray:
     return float_column(records, name)
 
 
-def _per_request_tail(gaps: np.ndarray, owner: np.ndarray, n: int, q: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
-    """Per-request quantile ``q`` and maximum of the gaps, by the row index in ``owner`` (non-decreasing); NaN for
-    rows without gaps.
+def _flatten(token_lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every request's token times in one float array, and how many each request has (None: none).
+
+    Simulated runs and tables read from Parquet hold numpy arrays, joined without touching a value; lists
+    (hand-built records) are unboxed one float at a time."""
+    counts = np.fromiter((0 if t is None else len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
+    present = [t for t in token_lists if t is not None]
+    if not present:
+        return np.empty(0), counts
+    if all(isinstance(t, np.ndarray) for t in present):
+        return np.concatenate(present, dtype=float), counts
+    return np.fromiter(itertools.chain.from_iterable(present), dtype=float, count=int(counts.sum())), counts
+
+
+def _per_request_tail(
+    gaps: np.ndarray, counts: np.ndarray, q: float = 0.99, threshold: float = math.nan
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-request quantile ``q`` and maximum of the gaps, request ``i`` owning the next ``counts[i]`` gaps; NaN for
+    requests without gaps.
 
     The quantile is the linear interpolation ``v[lo] + (v[lo + 1] - v[lo]) * frac`` of the request's sorted gaps
-    ``v`` at ``lo + frac = q * (m - 1)`` (pandas' grouped quantile, bit for bit). Only two order statistics of each
-    request are needed, so nothing is sorted: for P99 of up to ~100 gaps they are the two largest, found for every
-    request at once by segment maxima; longer requests partition their own gaps."""
-    quantile = np.full(n, np.nan)
-    largest = np.full(n, np.nan)
-    if not gaps.size:
+    ``v`` at ``lo + frac = q * (m - 1)`` (pandas' grouped quantile, bit for bit). Only the ``m - lo`` largest gaps
+    of each request matter (~1% + 2 for a P99), so nothing is sorted: where a request has that many gaps at or
+    above ``threshold`` (a value ~10% of all gaps reach, the pooled P90), its order statistics are those of these
+    candidates alone, and only the candidates get partitioned; the other requests partition all their gaps."""
+    quantile = np.full(counts.size, np.nan)
+    largest = np.full(counts.size, np.nan)
+    rows = np.flatnonzero(counts)
+    if not rows.size:
         return quantile, largest
-    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-    counts = np.diff(np.r_[starts, gaps.size])
-    rows = owner[starts]
+    m = counts[rows]
+    starts = np.cumsum(m) - m
     top = np.maximum.reduceat(gaps, starts)
     largest[rows] = top
-    position = q * (counts - 1).astype(float)
+    position = q * (m - 1).astype(float)
     lo = position.astype(np.int64)
     frac = position % 1
-    # The largest and second largest of each request: mask one occurrence of its maximum and take maxima again.
-    segment = np.repeat(np.arange(starts.size), counts)
-    at_top = np.flatnonzero(gaps == top[segment])
-    first_top = at_top[np.r_[True, segment[at_top[1:]] != segment[at_top[:-1]]]]
-    masked = gaps.copy()
-    masked[first_top] = -np.inf
-    second = np.maximum.reduceat(masked, starts)
-    # Order statistics ``lo`` and ``lo + 1`` (ascending); ``lo + 1`` only matters where ``frac`` > 0.
-    low = np.where(lo == counts - 1, top, second)
-    high = top.copy()
-    longer = np.flatnonzero(lo < counts - 2)
-    if longer.size:
-        low[longer], high[longer] = _near_top(gaps, starts[longer], counts[longer], lo[longer])
-    quantile[rows] = np.where(frac == 0.0, low, low + (high - low) * frac)
+    above = gaps >= threshold  # ties included: every gap equal to the threshold is a candidate
+    num_above = np.add.reduceat(above, starts)
+    # Candidates leave NaN out: a request with a NaN gap takes the full path, whose partition sorts NaN last.
+    from_candidates = (num_above >= m - lo) & ~np.isnan(top)
+    low = np.empty(rows.size)
+    high = np.empty(rows.size)
+    chosen = np.flatnonzero(from_candidates)
+    if chosen.size:
+        candidates = gaps[above]
+        candidate_starts = np.cumsum(num_above) - num_above
+        rank = num_above - (m - lo)
+        low[chosen], high[chosen] = _near_top(candidates, candidate_starts[chosen], num_above[chosen], rank[chosen])
+    rest = np.flatnonzero(~from_candidates)
+    if rest.size:
+        low[rest], high[rest] = _near_top(gaps, starts[rest], m[rest], lo[rest])
+        # Requests of up to ~100 gaps have always taken their P99 from their two largest gaps, NaN with a NaN gap.
+        low[rest[np.isnan(top[rest]) & (lo[rest] >= m[rest] - 2)]] = np.nan
+    quantile[rows] = low
+    between = np.flatnonzero(frac != 0.0)
+    quantile[rows[between]] = low[between] + (high[between] - low[between]) * frac[between]
     return quantile, largest
 
 
-def _near_top(gaps: np.ndarray, starts: np.ndarray, counts: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Order statistics ``ranks`` and ``ranks + 1`` (ascending) of the segments ``gaps[starts : starts + counts]``,
-    for ranks near the top (a P99 needs the top ~1%): segments of similar length are padded into one 2-D block
-    whose rows are partitioned at once, so only each row's largest ``counts - ranks`` values get sorted."""
+def _near_top(values: np.ndarray, starts: np.ndarray, counts: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Order statistics ``ranks`` and ``ranks + 1`` (ascending; the last value where ``ranks`` is the top) of the
+    segments ``values[starts : starts + counts]``, for ranks near the top: segments of similar length are padded
+    into one 2-D block whose rows are partitioned at once, so only each row's largest ``counts - ranks`` values
+    get sorted."""
     low = np.empty(starts.size)
     high = np.empty(starts.size)
     from_top = counts - ranks  # the values of ranks ``ranks .. counts - 1``, counted from the largest
-    size_class = (np.log2(counts) * 4).astype(np.int64)  # lengths within a factor 2**0.25: little padding
+    size_class = np.log2(counts).astype(np.int64)  # lengths within a factor 2: few blocks, little padding
     for size in np.unique(size_class).tolist():
         rows = np.flatnonzero(size_class == size)
         columns = np.arange(int(counts[rows].max()))
         width = columns.size
-        index = np.minimum(starts[rows, None] + columns, gaps.size - 1)
+        index = np.minimum(starts[rows, None] + columns, values.size - 1)
         # Padded with -inf: once partitioned, the ``k`` largest values of a row are its last ``k`` columns.
-        block = np.where(columns < counts[rows, None], gaps[index], -np.inf)
+        block = np.where(columns < counts[rows, None], values[index], -np.inf)
         k = int(from_top[rows].max())
         tail = np.sort(np.partition(block, width - k, axis=1)[:, width - k :], axis=1)
         position = k - from_top[rows]  # rank ``ranks`` in the sorted last ``k`` columns
         at = np.arange(rows.size)
         low[rows] = tail[at, position]
-        high[rows] = tail[at, position + 1]
+        high[rows] = tail[at, np.minimum(position + 1, k - 1)]
     return low, high
 
 
@@ -200,13 +238,7 @@ def latencies(records: pd.DataFrame) -> Latencies:
     """Per-request latencies and the pooled TBT gaps of a records table (see the module docstring)."""
     check_columns(records)
     n = len(records)
-    token_lists = records["token_times"].to_numpy(dtype=object)
-    counts = np.fromiter((0 if t is None else len(t) for t in token_lists), dtype=np.int64, count=n)
-    flat = np.fromiter(
-        itertools.chain.from_iterable(t for t in token_lists if t is not None), dtype=float, count=int(counts.sum())
-    )
-    owner = np.repeat(np.arange(n), counts)
-
+    flat, counts = _flatten(records["token_times"].to_numpy(dtype=object))
     has_token = counts > 0
     first_index = np.cumsum(counts) - counts
     first = np.full(n, np.nan)
@@ -214,10 +246,12 @@ def latencies(records: pd.DataFrame) -> Latencies:
     first[has_token] = flat[first_index[has_token]]
     last[has_token] = flat[first_index[has_token] + counts[has_token] - 1]
 
-    same_request = owner[1:] == owner[:-1]
-    gaps = np.diff(flat)[same_request]
-    gap_owner = owner[1:][same_request]
-    p99_tbt, max_tbt = _per_request_tail(gaps, gap_owner, n)
+    # Consecutive differences, less those between one request's last token and the next one's first.
+    gaps = np.delete(np.diff(flat), first_index[has_token][1:] - 1)
+    gap_counts = np.maximum(counts - 1, 0)
+    gap_owner = np.repeat(np.arange(n), gap_counts)
+    gap_percentiles = percentiles(gaps)
+    p99_tbt, max_tbt = _per_request_tail(gaps, gap_counts, threshold=gap_percentiles[1])
 
     arrival = float_column(records, "arrival")
     output_tokens = float_column(records, "output_tokens")
@@ -259,15 +293,75 @@ def latencies(records: pd.DataFrame) -> Latencies:
         },
         columns=list(LATENCY_COLUMNS),
     )
-    return Latencies(requests=table, gaps=gaps, gap_owner=gap_owner)
+    return Latencies(requests=table, gaps=gaps, gap_owner=gap_owner, _gap_percentiles=gap_percentiles)
 
 
 def percentiles(values: np.ndarray, qs: Sequence[float] = (50.0, 90.0, 99.0)) -> list[float]:
-    """Percentiles of the finite values (NaN for each when there are none), without numpy's empty warnings."""
+    """Percentiles of the finite values (NaN for each when there are none): ``np.percentile``'s linear method bit
+    for bit, from only the order statistics it needs (``_order_statistics``)."""
     finite = _finite(values)
-    if finite.size == 0:
+    n = finite.size
+    if n == 0:
         return [float("nan")] * len(qs)
-    return [float(v) for v in np.percentile(finite, qs)]
+    # numpy's virtual index ``(n - 1) * q`` and the order statistics either side of it (the last one twice at q = 1).
+    virtual = [(n - 1) * (q / 100) for q in qs]
+    below = [min(math.floor(v), n - 1) for v in virtual]
+    ranks = sorted({r for b in below for r in (b, min(b + 1, n - 1))})
+    order = dict(zip(ranks, _order_statistics(finite, ranks), strict=True))
+    return [_lerp(order[b], order[min(b + 1, n - 1)], v - b) for v, b in zip(virtual, below, strict=True)]
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    """numpy's interpolation between neighbouring order statistics (``numpy.lib._function_base_impl._lerp``): from
+    the nearer end, so that the result is monotonic in ``t``."""
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
+
+
+#: Selection by sampling pays off from this many values on; below, one partition is as cheap.
+_SAMPLED_SELECTION_MIN = 20_000
+#: Every this many values go into the sample that brackets each rank.
+_SAMPLE_STEP = 32
+
+
+def _order_statistics(values: np.ndarray, ranks: list[int]) -> list[float]:
+    """The values of ascending ranks ``ranks`` (sorted) of ``values`` (finite), exactly what ``np.partition`` puts
+    there, at a fraction of its cost on a run's ~400k gaps.
+
+    A strided sample brackets each group of neighbouring ranks by two of its values ``lo`` and ``hi``, a few
+    standard deviations of the sample quantile either side; counting passes over ``values`` check that the ranks lie
+    among the values in ``[lo, hi]`` (ties at either end included), and only those get partitioned (none when
+    ``lo == hi``: constant gaps). A bracket that misses the ranks (unlucky data) or holds many values (massive ties)
+    falls back to partitioning everything."""
+    n = values.size
+    if n < _SAMPLED_SELECTION_MIN:
+        return np.partition(values, ranks)[ranks].tolist()
+    groups: list[list[int]] = []
+    for rank in ranks:
+        if groups and rank - groups[-1][-1] <= 1:
+            groups[-1].append(rank)
+        else:
+            groups.append([rank])
+    sample = values[::_SAMPLE_STEP]
+    last = sample.size - 1
+    brackets = []
+    for group in groups:
+        share = group[0] / n
+        spread = 4 * math.sqrt(sample.size * share * (1 - share)) + 2  # standard deviations of a sample rank
+        low_at, high_at = group[0] * last / (n - 1) - spread, group[-1] * last / (n - 1) + spread
+        brackets.append((max(int(low_at), 0), min(int(high_at) + 1, last)))
+    sample = np.partition(sample, sorted({at for bracket in brackets for at in bracket}))
+    out: list[float] = []
+    for group, (lo_at, hi_at) in zip(groups, brackets, strict=True):
+        lo, hi = sample[lo_at], sample[hi_at]
+        at_least_lo = values >= lo
+        inside = at_least_lo & (values <= hi)
+        size = int(np.count_nonzero(inside))
+        kth = [rank - (n - int(np.count_nonzero(at_least_lo))) for rank in group]
+        if kth[0] < 0 or kth[-1] >= size or size > n // 4:
+            return np.partition(values, ranks)[ranks].tolist()
+        out.extend([float(lo)] * len(kth) if lo == hi else np.partition(values[inside], kth)[kth].tolist())
+    return out
 
 
 def mean(values: np.ndarray) -> float:

@@ -66,36 +66,36 @@ def summarize(records: pd.DataFrame | Latencies, slo: SLO) -> dict[str, float]:
     With SLO classes, ``ttft_slo`` / ``tbt_slo`` are the run's, which only requests whose class sets none use.
     """
     lat = records if isinstance(records, Latencies) else latencies(records)
-    table = lat.requests
+    arrived = len(lat.requests)
     out: dict[str, float] = {"ttft_slo": slo.ttft, "tbt_slo": slo.tbt}
 
-    finished = int(table["finished"].sum())
-    dropped = int(table["dropped"].sum())
-    cancelled = int(table["cancelled"].sum())
-    out["arrived"] = len(table)
+    finished = int(lat.column("finished").sum())
+    dropped = int(lat.column("dropped").sum())
+    cancelled = int(lat.column("cancelled").sum())
+    out["arrived"] = arrived
     out["finished"] = finished
     out["dropped"] = dropped
     out["cancelled"] = cancelled
-    out["unfinished"] = len(table) - finished - dropped - cancelled
-    preemptions = table["preemptions"].to_numpy()
-    out["offloaded"] = int(table["offloaded"].sum())
+    out["unfinished"] = arrived - finished - dropped - cancelled
+    preemptions = lat.column("preemptions")
+    out["offloaded"] = int(lat.column("offloaded").sum())
     out["preempted"] = int((preemptions > 0).sum())
     out["preemptions"] = int(preemptions.sum())
 
     for definition, key in ATTAINMENT_KEYS.items():
         out[key] = ATTAINMENT_DEFINITIONS[definition](lat, slo)
 
-    ttft = table["ttft"].to_numpy()
-    req_mean_tbt = table["mean_tbt"].to_numpy()
-    e2e = table["e2e"].to_numpy()
+    ttft = lat.column("ttft")
+    req_mean_tbt = lat.column("mean_tbt")
+    e2e = lat.column("e2e")
     _put(out, "ttft", percentiles(ttft), mean(ttft))
     _put(out, "tbt", lat.gap_percentiles(), mean(lat.gaps))
     _put(out, "req_mean_tbt", percentiles(req_mean_tbt), mean(req_mean_tbt))
     e2e_p50, e2e_p99 = percentiles(e2e, (50.0, 99.0))
     out.update(e2e_p50=e2e_p50, e2e_p99=e2e_p99, e2e_mean=mean(e2e))
-    out["normalized_latency_mean"] = mean(table["normalized_latency"].to_numpy())
+    out["normalized_latency_mean"] = mean(lat.column("normalized_latency"))
     out["sched_delay_p50"] = median_scheduling_delay(lat)
-    out["sched_delay_mean"] = mean(table["scheduling_delay"].to_numpy())
+    out["sched_delay_mean"] = mean(lat.column("scheduling_delay"))
 
     rate = throughput(lat)
     out.update(span_s=rate.span, throughput_rps=rate.requests_per_s, throughput_tps=rate.tokens_per_s)
@@ -109,8 +109,8 @@ def _class_summary(lat: Latencies, slo: SLO, name: str) -> dict[str, float]:
     out: dict[str, float] = {f"arrived[{name}]": len(lat.requests)}
     for definition, key in ATTAINMENT_KEYS.items():
         out[f"{key}[{name}]"] = ATTAINMENT_DEFINITIONS[definition](lat, slo)
-    out[f"ttft_p99[{name}]"] = percentiles(lat.requests["ttft"].to_numpy(), (99.0,))[0]
-    out[f"tbt_p99[{name}]"] = percentiles(lat.gaps, (99.0,))[0]
+    out[f"ttft_p99[{name}]"] = percentiles(lat.column("ttft"), (99.0,))[0]
+    out[f"tbt_p99[{name}]"] = lat.gap_percentiles()[2]
     return out
 
 

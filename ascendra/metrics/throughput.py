@@ -35,8 +35,8 @@ def run_span(lat: Latencies) -> float:
 def throughput(lat: Latencies) -> Throughput:
     """Finished requests/s and emitted output tokens/s over ``run_span``."""
     span = run_span(lat)
-    finished = int(lat.requests["finished"].sum())
-    tokens = int(lat.requests["num_tokens"].sum())
+    finished = int(lat.column("finished").sum())
+    tokens = int(lat.column("num_tokens").sum())
     if tokens == 0:
         return Throughput(span=span, requests_per_s=0.0, tokens_per_s=0.0)
     if span <= 0:
