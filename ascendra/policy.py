@@ -18,6 +18,9 @@ from ascendra.errors import UserError
 from ascendra.kv_cache import BlockManager
 from ascendra.request import Request
 
+#: Finished requests up to this many leave ``running`` one by one (``list.remove``), more by rebuilding it.
+_REMOVED_IN_PLACE = 4
+
 
 class BasePolicy(ABC):
     """Waiting and running queues over one KV block manager, implementing the ``Scheduler`` contract.
@@ -40,10 +43,11 @@ class BasePolicy(ABC):
 
     Under the simulator (``use_cohorts``) the decodes ``_schedule_decodes`` picks are the members of one
     ``Cohort``: the running requests past their prefill, sorted once as they join ``running`` (the first
-    ``_known`` entries of the list ``_sorted`` have been; ``running`` may grow at its end, anything else that
-    changes it must replace the list, as ``Migratable`` does, or go through ``release``, and the cohort starts
-    over). The batch and its completion then cost per request only at a join, a block boundary or a
-    finish; a decode that cannot get its block dissolves the cohort and is scheduled request by request.
+    ``_known`` entries of the list ``_sorted`` have been; ``running`` may grow at its end and lose finished
+    requests (``_forget_finished``), anything else that changes it must replace the list, as ``Migratable``
+    does, or go through ``release``, and the cohort starts over). The batch and its completion then cost per
+    request only at a join, a block boundary or a finish; a decode that cannot get its block dissolves the cohort
+    and is scheduled request by request.
     """
 
     #: Admission: skip a waiting request that does not fit and try the next (True), or stop at it (False, FCFS
@@ -178,12 +182,19 @@ class BasePolicy(ABC):
         return finished
 
     def _forget_finished(self, finished: list[Request]) -> None:
-        """Take the finished requests out of ``running`` (and out of what the cohort has sorted of it)."""
+        """Take the finished requests out of ``running`` (and out of what the cohort has sorted of it): a few in
+        place (an iteration's finishes, found by identity in C), many by filtering the list."""
         running = self.running
-        self.running = [r for r in running if r.finish_time is None]
-        if running is self._sorted:
+        sorted_ = running is self._sorted
+        if sorted_:
             unsorted = sum(1 for r in running[self._known :] if r.finish_time is not None)
             self._known -= len(finished) - unsorted
+        if len(finished) <= _REMOVED_IN_PLACE:
+            for request in finished:
+                running.remove(request)
+        else:
+            self.running = [r for r in running if r.finish_time is None]
+        if sorted_:
             self._sorted = self.running
             if any(r.finish_time is not None for r in self._prefilling):
                 self._prefilling = [r for r in self._prefilling if r.finish_time is None]

@@ -152,8 +152,11 @@ def _optional_float(records: pd.DataFrame, name: str) -> np.ndarray:
 def _flatten(token_lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every request's token times in one float array, and how many each request has (None: none).
 
-    Simulated runs and tables read from Parquet hold numpy arrays, joined without touching a value; lists
-    (hand-built records) are unboxed one float at a time."""
+    Simulated runs and tables read from Parquet hold numpy arrays, joined without touching a value (their types
+    and lengths read in C, by ``map``); lists (hand-built records) are unboxed one float at a time."""
+    if token_lists.size and set(map(type, token_lists)) == {np.ndarray}:
+        counts = np.fromiter(map(len, token_lists), dtype=np.int64, count=token_lists.size)
+        return np.concatenate(list(token_lists), dtype=float), counts
     counts = np.fromiter((0 if t is None else len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
     present = [t for t in token_lists if t is not None]
     if not present:
@@ -246,8 +249,12 @@ def latencies(records: pd.DataFrame) -> Latencies:
     first[has_token] = flat[first_index[has_token]]
     last[has_token] = flat[first_index[has_token] + counts[has_token] - 1]
 
-    # Consecutive differences, less those between one request's last token and the next one's first.
-    gaps = np.delete(np.diff(flat), first_index[has_token][1:] - 1)
+    # Consecutive differences, less those between one request's last token and the next one's first (a mask:
+    # ``np.delete`` takes ten times as long).
+    gaps = np.diff(flat)
+    within = np.ones(gaps.size, dtype=bool)
+    within[first_index[has_token][1:] - 1] = False
+    gaps = gaps[within]
     gap_counts = np.maximum(counts - 1, 0)
     gap_owner = np.repeat(np.arange(n), gap_counts)
     gap_percentiles = percentiles(gaps)
