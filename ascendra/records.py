@@ -12,6 +12,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -42,45 +43,63 @@ RECORD_COLUMNS = (
 _SLO_COLUMNS = ("slo_class", "ttft_slo", "tbt_slo")
 
 
+class TokenTimes(NamedTuple):
+    """Every request's token times in one float64 array (``values``), request by request, with how many each
+    has (``counts``): what the metrics compute from, had by ``records_and_times`` without reading the table."""
+
+    values: np.ndarray
+    counts: np.ndarray
+
+
 def records_frame(requests: Iterable[Request]) -> pd.DataFrame:
-    """A records table from live requests, sorted by request id. Built column by column, without a dict per
-    request: every simulated run ends here."""
-    rows = sorted(requests, key=lambda r: r.spec.request_id)
+    """A records table from live requests, sorted by request id."""
+    return records_and_times(requests)[0]
+
+
+def records_and_times(requests: Iterable[Request]) -> tuple[pd.DataFrame, TokenTimes]:
+    """A records table from live requests, sorted by request id, and its token times in one array (whose slices
+    the table's ``token_times`` are). Built column by column, without a dict per request: every simulated run
+    ends here."""
+    rows = sorted(requests, key=lambda r: r.id)
+    times = _token_times(rows)
     if not rows:  # columns of no values are object columns, as pandas types an empty table
-        return pd.DataFrame([], columns=list(RECORD_COLUMNS))
+        return pd.DataFrame([], columns=list(RECORD_COLUMNS)), times
     specs = [r.spec for r in rows]
-    columns: dict[str, list[object]] = {
-        "request_id": [s.request_id for s in specs],
-        "arrival": [s.arrival for s in specs],
-        "prompt_tokens": [s.prompt_tokens for s in specs],
-        "output_tokens": [s.output_tokens for s in specs],
+    n = len(rows)
+    ends = np.cumsum(times.counts).tolist()
+    values = times.values
+    columns: dict[str, object] = {
+        "request_id": np.fromiter((r.id for r in rows), dtype=np.int64, count=n),
+        "arrival": np.fromiter((s.arrival for s in specs), dtype=float, count=n),
+        "prompt_tokens": np.fromiter((s.prompt_tokens for s in specs), dtype=np.int64, count=n),
+        "output_tokens": np.fromiter((s.output_tokens for s in specs), dtype=np.int64, count=n),
         "first_scheduled": [r.first_scheduled for r in rows],
-        "token_times": _token_time_arrays(rows),
+        "token_times": [values[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)],
         "finish_time": [r.finish_time for r in rows],
-        "dropped": [r.dropped for r in rows],
-        "cancelled": [r.cancelled for r in rows],
-        "offloaded": [r.offload_time is not None for r in rows],
+        "dropped": np.fromiter((r.dropped for r in rows), dtype=bool, count=n),
+        "cancelled": np.fromiter((r.cancelled for r in rows), dtype=bool, count=n),
+        "offloaded": np.fromiter((r.offload_time is not None for r in rows), dtype=bool, count=n),
         "offload_time": [r.offload_time for r in rows],
         "instances": [",".join(r.instances) for r in rows],
-        "preemptions": [r.preemptions for r in rows],
+        "preemptions": np.fromiter((r.preemptions for r in rows), dtype=np.int64, count=n),
         "slo_class": [s.slo_class for s in specs],
         "ttft_slo": [r.ttft_slo for r in rows],
         "tbt_slo": [r.tbt_slo for r in rows],
     }
-    return pd.DataFrame(columns, columns=list(RECORD_COLUMNS))
+    return pd.DataFrame(columns, columns=list(RECORD_COLUMNS)), times
 
 
-def _token_time_arrays(rows: Sequence[Request]) -> list[np.ndarray]:
-    """Each request's token times as a float64 array, all of them views into one array copied from the
-    requests' C doubles (no per-token Python float on the way)."""
+def _token_times(rows: Sequence[Request]) -> TokenTimes:
+    """The requests' token times copied from their C doubles into one array (no per-token Python float on the
+    way)."""
     flat: array[float] = array("d")
-    ends = []
+    counts = []
     for request in rows:
-        flat.extend(request.token_times)
-        ends.append(len(flat))
+        times = request.token_times
+        flat.extend(times)
+        counts.append(len(times))
     values = np.frombuffer(flat, dtype=float) if flat else np.empty(0)
-    starts = [0, *ends[:-1]]
-    return [values[start:end] for start, end in zip(starts, ends, strict=True)]
+    return TokenTimes(values, np.array(counts, dtype=np.int64))
 
 
 def write_records(frame: pd.DataFrame, path: Path) -> None:

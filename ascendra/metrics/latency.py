@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ascendra.errors import UserError
+from ascendra.records import TokenTimes
 
 #: Columns of the records table the metrics read.
 REQUIRED_COLUMNS = (
@@ -79,12 +80,12 @@ class Latencies:
     """
 
     requests: pd.DataFrame
+    #: Every request's gaps, request by request in row order (``num_tokens - 1`` each, none below 2 tokens).
     gaps: np.ndarray
-    gap_owner: np.ndarray
     #: ``gap_percentiles``, once computed (``latencies`` computes them first, for ``_per_request_tail``; the
     #: summary and Sarathi-Serve's criterion read them too).
     _gap_percentiles: list[float] = field(default_factory=list, repr=False, compare=False)
-    #: ``column``'s arrays, once read.
+    #: ``column``'s arrays, and ``gap_owner``, once built.
     _columns: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def gap_percentiles(self) -> list[float]:
@@ -100,6 +101,14 @@ class Latencies:
             self._columns[name] = self.requests[name].to_numpy()
         return self._columns[name]
 
+    @property
+    def gap_owner(self) -> np.ndarray:
+        """The row (positional) of each gap's request; built when first asked (only SLO classes need it)."""
+        if "gap_owner" not in self._columns:
+            counts = np.maximum(self.column("num_tokens") - 1, 0)
+            self._columns["gap_owner"] = np.repeat(np.arange(counts.size), counts)
+        return self._columns["gap_owner"]
+
     def gaps_of(self, row: int) -> np.ndarray:
         """The TBT gaps of the request in row ``row`` (positional), in token order."""
         return self.gaps[self.gap_owner == row]
@@ -108,9 +117,7 @@ class Latencies:
         """The latencies of the requests where ``mask`` is True (positional), with their gaps: one SLO class."""
         rows = np.flatnonzero(mask)
         requests = self.requests.iloc[rows].reset_index(drop=True)
-        gap_counts = np.maximum(self.column("num_tokens")[rows] - 1, 0)  # gaps of each request kept, in order
-        gap_owner = np.repeat(np.arange(rows.size), gap_counts)
-        return Latencies(requests=requests, gaps=self.gaps[mask[self.gap_owner]], gap_owner=gap_owner)
+        return Latencies(requests=requests, gaps=self.gaps[mask[self.gap_owner]])
 
 
 def tbt_gaps(token_times: Sequence[float]) -> np.ndarray:
@@ -237,11 +244,12 @@ def _near_top(values: np.ndarray, starts: np.ndarray, counts: np.ndarray, ranks:
     return low, high
 
 
-def latencies(records: pd.DataFrame) -> Latencies:
-    """Per-request latencies and the pooled TBT gaps of a records table (see the module docstring)."""
+def latencies(records: pd.DataFrame, times: TokenTimes | None = None) -> Latencies:
+    """Per-request latencies and the pooled TBT gaps of a records table (see the module docstring); ``times``:
+    its token times already in one array (``ascendra.records.records_and_times``), else joined from the table."""
     check_columns(records)
     n = len(records)
-    flat, counts = _flatten(records["token_times"].to_numpy(dtype=object))
+    flat, counts = times if times is not None else _flatten(records["token_times"].to_numpy(dtype=object))
     has_token = counts > 0
     first_index = np.cumsum(counts) - counts
     first = np.full(n, np.nan)
@@ -256,7 +264,6 @@ def latencies(records: pd.DataFrame) -> Latencies:
     within[first_index[has_token][1:] - 1] = False
     gaps = gaps[within]
     gap_counts = np.maximum(counts - 1, 0)
-    gap_owner = np.repeat(np.arange(n), gap_counts)
     gap_percentiles = percentiles(gaps)
     p99_tbt, max_tbt = _per_request_tail(gaps, gap_counts, threshold=gap_percentiles[1])
 
@@ -300,7 +307,7 @@ def latencies(records: pd.DataFrame) -> Latencies:
         },
         columns=list(LATENCY_COLUMNS),
     )
-    return Latencies(requests=table, gaps=gaps, gap_owner=gap_owner, _gap_percentiles=gap_percentiles)
+    return Latencies(requests=table, gaps=gaps, _gap_percentiles=gap_percentiles)
 
 
 def percentiles(values: np.ndarray, qs: Sequence[float] = (50.0, 90.0, 99.0)) -> list[float]:

@@ -9,7 +9,7 @@ import pandas as pd
 from ascendra.metrics.attainment import ATTAINMENT_DEFINITIONS, SLO, class_masks, median_scheduling_delay
 from ascendra.metrics.latency import Latencies, latencies, mean, percentiles
 from ascendra.metrics.throughput import throughput
-from ascendra.records import records_frame
+from ascendra.records import records_and_times
 from ascendra.request import Request
 
 #: Summary key of each attainment definition (``attainment`` alone is the paper's).
@@ -117,8 +117,8 @@ def _class_summary(lat: Latencies, slo: SLO, name: str) -> dict[str, float]:
 def run_tables(requests: Iterable[Request], slo: SLO, num_trimmed: int = 0) -> tuple[pd.DataFrame, dict[str, float]]:
     """How every run ends, whatever executed it: the per-request records and their summary under ``slo``, with
     the number of requests the workload trimmed to fit the model."""
-    records = records_frame(requests)
-    summary = summarize(records, slo)
+    records, times = records_and_times(requests)
+    summary = summarize(latencies(records, times), slo)
     summary["num_trimmed"] = num_trimmed
     return records, summary
 
