@@ -226,19 +226,22 @@ class CostModel:
 
     def prefill_attention(self, prefills: Sequence[tuple[int, int]]) -> float:
         """Seconds of the prefill attention kernel over ``(chunk, prior)`` pairs (0 without prefills)."""
-        pairs = kv = heaviest = legacy = 0.0
-        tiles = 0
         pair_s, kv_s = self._pair_s, self._kv_token_s
+        if not self.chunked_prefill:  # each chunk at its own roofline
+            legacy = 0.0
+            for chunk, prior in prefills:
+                compute, memory = (chunk * prior + chunk * (chunk + 1) * 0.5) * pair_s, (prior + chunk) * kv_s
+                legacy += compute if compute > memory else memory
+            return legacy
+        pairs = kv = heaviest = 0.0
+        tiles = 0
         for chunk, prior in prefills:
-            p = chunk * prior + chunk * (chunk + 1) * 0.5
-            pairs += p
+            pairs += chunk * prior + chunk * (chunk + 1) * 0.5
             kv += prior + chunk
             tiles += -(-chunk // _TILE_ROWS)
-            heaviest = max(heaviest, prior + chunk * 0.5)
-            compute, memory = p * pair_s, (prior + chunk) * kv_s
-            legacy += compute if compute > memory else memory
-        if not self.chunked_prefill:
-            return legacy
+            weight = prior + chunk * 0.5
+            if weight > heaviest:
+                heaviest = weight
         waves = -(-tiles * self._heads // self._sms)
         return max(pairs * pair_s, waves * heaviest * self._tile_pair_s) + kv * kv_s
 
