@@ -15,7 +15,7 @@ from ascendra.harness.workload import slo_of, workload_of
 from ascendra.metrics import run_tables
 from ascendra.metrics.moves import move_stats
 from ascendra.models import get_model
-from ascendra.sim.cluster import Cluster, OnProgress, RunResult
+from ascendra.sim.cluster import Cluster, OnProgress, RunResult, paused_gc
 from workloads import Workload
 
 
@@ -50,15 +50,16 @@ def simulate(
             "not a simulated one: use it with sweep or capacity"
         )
     workload = workload if workload is not None else workload_of(config, data_dir)
-    start = time.process_time()
-    c = config.cluster
-    cost = config.cost_model()
-    built = build_system(config, one_executor(cost.batch_time))
-    decode_times = cost.decode_run_times if bulk else None
-    cluster = Cluster(built.instances, built.router, c.transfer_time(), decode_times)
-    result = cluster.run(workload.requests, on_progress)
-    simulated = time.process_time()
-    records, summary = run_tables(result.requests, slo_of(config), workload.num_trimmed)
-    summary.update(move_stats(result.moves, get_model(c.model).kv_bytes_per_token(c.tensor_parallel)))
-    end = time.process_time()
+    with paused_gc():  # the run and its records alike (``paused_gc``)
+        start = time.process_time()
+        c = config.cluster
+        cost = config.cost_model()
+        built = build_system(config, one_executor(cost.batch_time))
+        decode_times = cost.decode_run_times if bulk else None
+        cluster = Cluster(built.instances, built.router, c.transfer_time(), decode_times)
+        result = cluster.run(workload.requests, on_progress)
+        simulated = time.process_time()
+        records, summary = run_tables(result.requests, slo_of(config), workload.num_trimmed)
+        summary.update(move_stats(result.moves, get_model(c.model).kv_bytes_per_token(c.tensor_parallel)))
+        end = time.process_time()
     return SimOutcome(config, workload, result, records, summary, simulated - start, end - simulated)

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import gc
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ascendra.batch import Batch, DecodeCounts
@@ -53,6 +54,20 @@ class RunResult:
     moves: list[MoveRecord] = field(default_factory=list)
     #: Iterations completed by the bulk advance rather than one by one (of ``sum(i.num_batches)``).
     bulk_steps: int = 0
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic garbage collector off meanwhile (left off if it was): a simulated run and the records computed
+    from it allocate much that reference counting frees or that lives until the run is dropped, so collecting
+    meanwhile only traverses it again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Cluster:
@@ -94,13 +109,8 @@ class Cluster:
         bar for long runs). The cyclic garbage collector is paused meanwhile: what a run allocates is freed by
         reference counting or lives until its end (requests, cohorts), so collecting during it only costs time
         (~5%)."""
-        paused = gc.isenabled()
-        gc.disable()
-        try:
+        with paused_gc():
             return self._run(specs, on_progress)
-        finally:
-            if paused:
-                gc.enable()
 
     def _run(self, specs: list[RequestSpec], on_progress: OnProgress | None) -> RunResult:
         requests = [Request(spec) for spec in sorted(specs, key=lambda s: (s.arrival, s.request_id))]
