@@ -49,10 +49,9 @@ class Batch:
         """Make the decodes of this empty batch every member of ``cohort`` (one token each)."""
         if self:
             raise ValueError("a cohort's decodes go into an empty batch")
-        self.decodes = list(cohort.members)
+        self.decodes, self._bases = cohort.lend()
         self.cohort = cohort
         self._contexts = None
-        self._bases = list(cohort.bases)
         self._step = cohort.step
         self._kv = cohort.kv
 

@@ -35,6 +35,7 @@ class Cohort:
         "boundary",
         "finishing",
         "leaving",
+        "lent",
     )
 
     def __init__(self, block_size: int) -> None:
@@ -44,6 +45,8 @@ class Cohort:
         #: Members in running order, with their bases (``num_computed - step``) and order keys.
         self.members: list[Request] = []
         self.bases: list[int] = []
+        #: ``members`` and ``bases`` are held by a batch (``lend``): copied before they next change.
+        self.lent = False
         self.keys: list[int] = []
         self.base_sum = 0
         #: ``base % block_size`` -> (key, member, finish tick) in order: members whose next slot starts a block
@@ -62,9 +65,21 @@ class Cohort:
         """Tokens cached by all members together (the sum of their contexts)."""
         return self.base_sum + len(self.members) * self.step
 
+    def lend(self) -> tuple[list[Request], list[int]]:
+        """The members and their bases as they are now, for a batch to keep: the lists themselves, which the
+        cohort copies before it next changes them (most iterations change no member)."""
+        self.lent = True
+        return self.members, self.bases
+
+    def _own(self) -> None:
+        """Copy the lists lent to a batch before changing them."""
+        if self.lent:
+            self.members, self.bases, self.lent = list(self.members), list(self.bases), False
+
     def join(self, request: Request, key: int) -> None:
         """Take in a request past its prefill (from no cohort, or leaving another one first)."""
         request.leave_cohort()
+        self._own()
         step = self.step
         base = request.num_computed - step
         request.join_cohort(self, base, len(self.timeline))
@@ -122,7 +137,7 @@ class Cohort:
         """Every member leaves (its counters and token times become its own again)."""
         for request in self.members:
             request.leave_cohort()
-        self.members, self.bases, self.keys = [], [], []
+        self.members, self.bases, self.keys, self.lent = [], [], [], False
         self.base_sum = 0
         self.boundary.clear()
         self.finishing.clear()
@@ -135,6 +150,7 @@ class Cohort:
             return []
         del self.leaving[tick]
         now = self.timeline[tick - 1]
+        self._own()
         members, size = self.members, self.block_size
         for key, request in done:
             i = members.index(request)
