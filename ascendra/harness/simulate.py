@@ -41,9 +41,9 @@ def simulate(
     bulk: bool = True,
 ) -> SimOutcome:
     """Run ``config`` on the simulator. The result depends only on the config (and the workload's data);
-        ``on_progress(arrived, total)`` follows the run (a progress bar). ``bulk=False`` simulates every iteration
-        one by one, request by request (the same result, slower: the reference for the simulator's fast path:
-    decode cohorts and the bulk advance of decode runs)."""
+    ``on_progress(arrived, total)`` follows the run (a progress bar). ``bulk=False`` simulates every iteration
+    one by one, request by request (the same result, slower: the reference for the simulator's fast path, decode
+    cohorts and the bulk advance of decode runs)."""
     if config.backend.name not in POLICY_BACKENDS:
         raise UserError(
             f"--backend {config.backend.name} runs its own scheduler (vLLM's own engine, or the server's), "

@@ -160,16 +160,13 @@ def _flatten(token_lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every request's token times in one float array, and how many each request has (None: none).
 
     Simulated runs and tables read from Parquet hold numpy arrays, joined without touching a value (their types
-    and lengths read in C, by ``map``); lists (hand-built records) are unboxed one float at a time."""
+    and lengths read in C, by ``map``); anything else (lists in hand-built records, None) is read one float at a
+    time."""
     if token_lists.size and set(map(type, token_lists)) == {np.ndarray}:
         counts = np.fromiter(map(len, token_lists), dtype=np.int64, count=token_lists.size)
         return np.concatenate(list(token_lists), dtype=float), counts
     counts = np.fromiter((0 if t is None else len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
-    present = [t for t in token_lists if t is not None]
-    if not present:
-        return np.empty(0), counts
-    if all(isinstance(t, np.ndarray) for t in present):
-        return np.concatenate(present, dtype=float), counts
+    present = (t for t in token_lists if t is not None)
     return np.fromiter(itertools.chain.from_iterable(present), dtype=float, count=int(counts.sum())), counts
 
 
