@@ -118,7 +118,8 @@ class Cohort:
         (they have left, ``finish_time`` set)."""
         self.step += 1
         self.timeline.append(now)
-        return [request for _, request in self._finish(self.step)]
+        done = self._finish(self.step)
+        return [request for _, request in done] if done else []
 
     def advance(self, ends: list[float]) -> list[Request]:
         """``len(ends)`` iterations of every member, ending at ``ends``; returns those that finished, in order."""

@@ -172,7 +172,9 @@ class Coordinator:
         if rejected:
             self._dropped(rejected, REJECTED)
         moves = self.router.moves_after(instance, batch, now)
-        if moves and self.kv is not None:
+        if not moves:  # most steps
+            return
+        if self.kv is not None:
             taken = [self._take(move, move.source or instance) for move in moves]
             for move, kv in zip(moves, taken, strict=True):
                 self._move(move.source or instance, move, now, kv)

@@ -100,6 +100,8 @@ class HighPriorityScheduler(BasePolicy):
         return (int(fresh), int(new_arrival), int(lost), -value if not lost else 0.0, request.arrival)
 
     def _admission_order(self, now: float) -> list[Request]:
+        if len(self.waiting) < 2:  # nothing to order (most steps)
+            return list(self.waiting)
         return sorted(self.waiting, key=lambda r: self._rank_key(r, now))
 
     def schedule(self, now: float) -> Batch:

@@ -110,14 +110,15 @@ class BlockManager:
         table.extend(taken)
         return True
 
-    def cover_next_slots(self, requests: Iterable[Request]) -> Request | None:
-        """For each request in order, a held block for its next slot (``num_computed``, at most one block past the
-        end of its table: a decode's), taking one free block where needed; the first request that cannot get one
-        (None: all covered). One call for every member of a cohort at a block boundary."""
+    def cover_next_slots(self, boundary: Iterable[tuple[int, Request, int]], step: int) -> Request | None:
+        """For each member of a decode cohort at a block boundary in order (``Cohort.at_boundary``: key, member,
+        finish tick), a held block for its next slot (its base plus the cohort's ``step``, at most one block past
+        the end of its table: a decode's), taking one free block where needed; the first member that cannot get
+        one (None: all covered). One call, reading the members' bases directly, for every member at a boundary."""
         tables, size, free = self._tables, self.block_size, self._free
-        for request in requests:
+        for _, request, _ in boundary:
             table = tables[request.id]
-            if len(table) * size <= request.num_computed:
+            if len(table) * size <= request._base + step:
                 if not free:
                     return request
                 table.append(free.pop())

@@ -75,6 +75,8 @@ class LowPriorityScheduler(BasePolicy):
     def _ranked(self, now: float) -> list[Request]:
         """Waiting requests, already-started (preempted) first in queue order, then by urgency (highest first,
         ties by arrival)."""
+        if len(self.waiting) < 2:  # nothing to order (most steps)
+            return list(self.waiting)
         value = self.value
         started = [r for r in self.waiting if r.first_scheduled is not None]
         fresh = [r for r in self.waiting if r.first_scheduled is None]

@@ -368,7 +368,7 @@ class BasePolicy(ABC):
             self._prefilling = still
         boundary = cohort.at_boundary()
         if boundary:
-            stuck = self.blocks.cover_next_slots(request for _, request, _ in boundary)
+            stuck = self.blocks.cover_next_slots(boundary, cohort.step)
             if stuck is not None:
                 self._decodes_falling_back(batch, self._keys[stuck.id], stuck, prefilling)
                 return
