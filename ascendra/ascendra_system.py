@@ -27,7 +27,7 @@ from ascendra.controller import AscendraController
 from ascendra.errors import UserError
 from ascendra.gpus import get_gpu
 from ascendra.hp_scheduler import HighPriorityScheduler, MigratingHighPriorityScheduler
-from ascendra.kv_cache import BlockManager
+from ascendra.kv_cache import KVPool
 from ascendra.lp_scheduler import LowPriorityScheduler, MigratingLowPriorityScheduler
 from ascendra.migration import Migrator
 from ascendra.partition import AdaptivePartition
@@ -110,11 +110,11 @@ def build(config: AscendraConfig, ctx: BuildContext) -> Built:
     low_class = MigratingLowPriorityScheduler if migration else LowPriorityScheduler
     high_class = MigratingHighPriorityScheduler if migration else HighPriorityScheduler
 
-    def low_policy(blocks: BlockManager) -> LowPriorityScheduler:
+    def low_policy(blocks: KVPool) -> LowPriorityScheduler:
         lp = {"compute_cap_flops": cap_flops, "tbt_budget": tbt_budget, "chunk_tbt": chunk_tbt}
         return low_class(blocks, margin=margin, **lp, **shared)
 
-    def high_policy(blocks: BlockManager) -> HighPriorityScheduler:
+    def high_policy(blocks: KVPool) -> HighPriorityScheduler:
         hp = {**shared, "max_num_seqs": config.hp_max_num_seqs or config.max_num_seqs}
         return high_class(blocks, hard_cap=config.hp_hard_cap, decode_tbt=decode_tbt, **hp)
 

@@ -34,7 +34,7 @@ import math
 from ascendra.admission import Admission
 from ascendra.batch import Batch
 from ascendra.chunking import add_chunks, decode_slack
-from ascendra.kv_cache import BlockManager
+from ascendra.kv_cache import KVPool
 from ascendra.migration import Migratable
 from ascendra.perfmodel.work import batch_stats
 from ascendra.policy import BasePolicy
@@ -52,7 +52,7 @@ class HighPriorityScheduler(BasePolicy):
 
     def __init__(
         self,
-        blocks: BlockManager,
+        blocks: KVPool,
         predictor: Predictor,
         ttft_slo: float,
         value_fn: str = "edf",

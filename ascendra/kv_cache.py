@@ -1,11 +1,13 @@
-"""The paged KV cache: fixed-size blocks with real ids, per-request block tables, and the sizing of the pool.
+"""The paged KV cache: pools of fixed-size blocks held per request, and the sizing of the pool.
 
-Schedulers reserve blocks through this manager before a batch runs, and a real engine uses the block tables
-as its physical KV layout, so block ids are real (a free list), not just a counter.
+Schedulers reserve blocks through a pool (``KVPool``) before a batch runs. A real engine uses the block tables of
+a ``BlockManager`` as its physical KV layout, so its block ids are real (a free list), not just a counter; the
+simulator's ``BlockCounter`` keeps the same accounting without ids.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
 from ascendra.errors import UserError
@@ -27,35 +29,30 @@ class KVCacheError(RuntimeError):
     """A scheduler asked for more blocks than are free, or freed what it does not hold: a bug, not user input."""
 
 
-class BlockManager:
-    """A pool of ``num_blocks`` KV blocks of ``block_size`` token slots each.
+class KVPool(ABC):
+    """A pool of ``num_blocks`` KV blocks of ``block_size`` token slots each: what schedulers reserve before a
+    batch runs and free when a request ends or leaves. A request holds the first ``num_blocks_of`` blocks' worth of
+    its token slots; holdings only grow until ``free``.
 
-    A request's block table lists the block ids holding its KV, in token order; slot ``i`` of the request lives
-    in block ``table[i // block_size]`` at offset ``i % block_size``. Tables only grow until ``free``.
-
-    ``moved``: None (the simulator), or, where a live runtime copies moved KV between engines, the tables of
-    requests released to move with their KV (``free_moving``) that the runtime has not taken yet.
+    Two kinds, the same accounting to the block: ``BlockManager`` hands out real block ids (an engine's KV
+    layout), ``BlockCounter`` only counts them (the simulator, where no engine reads an id).
     """
 
-    __slots__ = ("num_blocks", "block_size", "_free", "_tables", "moved")
+    __slots__ = ("num_blocks", "block_size")
 
     def __init__(self, num_blocks: int, block_size: int = DEFAULT_BLOCK_SIZE) -> None:
         if num_blocks <= 0 or block_size <= 0:
             raise UserError(f"a KV cache needs positive blocks and block size, got {num_blocks} x {block_size}")
         self.num_blocks = num_blocks
         self.block_size = block_size
-        # A stack: pop() hands out low ids first on a fresh pool, and freed blocks are reused first (warm).
-        self._free: list[int] = list(range(num_blocks - 1, -1, -1))
-        self._tables: dict[int, list[int]] = {}
-        self.moved: dict[int, list[int]] | None = None
 
     @property
-    def num_free(self) -> int:
-        return len(self._free)
+    @abstractmethod
+    def num_free(self) -> int: ...
 
     @property
     def num_used(self) -> int:
-        return self.num_blocks - len(self._free)
+        return self.num_blocks - self.num_free
 
     @property
     def utilization(self) -> float:
@@ -70,6 +67,80 @@ class BlockManager:
         """Blocks needed to hold ``num_tokens`` token slots."""
         return -(-num_tokens // self.block_size)
 
+    @abstractmethod
+    def holds(self, request: Request) -> bool:
+        """Whether the request has a holding (possibly of no block yet: ``try_grow`` makes one)."""
+
+    @abstractmethod
+    def num_blocks_of(self, request: Request) -> int: ...
+
+    def extra_blocks(self, request: Request, num_tokens_total: int) -> int:
+        """Blocks ``grow(request, num_tokens_total)`` would allocate (0 if the holding already covers it)."""
+        return max(0, -(-num_tokens_total // self.block_size) - self.num_blocks_of(request))
+
+    def can_grow(self, request: Request, num_tokens_total: int) -> bool:
+        """Whether enough blocks are free for the request's holding to cover ``num_tokens_total`` slots."""
+        return self.extra_blocks(request, num_tokens_total) <= self.num_free
+
+    @abstractmethod
+    def try_grow(self, request: Request, num_tokens_total: int) -> bool:
+        """``grow`` if enough blocks are free and return True; else change nothing and return False.
+
+        The decode hot path: one call per decode, and usually the last block still has room."""
+
+    @abstractmethod
+    def cover_next_slots(self, boundary: Iterable[tuple[int, Request, int]], step: int) -> Request | None:
+        """For each member of a decode cohort at a block boundary in order (``Cohort.at_boundary``: key, member,
+        finish tick), a held block for its next slot (its base plus the cohort's ``step``, at most one block past
+        the end of its holding: a decode's), taking one free block where needed; the first member that cannot get
+        one (None: all covered). One call, reading the members' bases directly, for every member at a boundary."""
+
+    @abstractmethod
+    def add_block(self, request: Request) -> None:
+        """One more block for a request holding some, as ``grow`` past the end of its holding by one slot would
+        allocate it (the caller checked one is free): a decode run's growth, one block at a time."""
+
+    def grow(self, request: Request, num_tokens_total: int) -> None:
+        """Allocate blocks so the request's holding covers ``num_tokens_total`` token slots (no-op if it does)."""
+        if not self.try_grow(request, num_tokens_total):
+            raise KVCacheError(
+                f"request {request.id} needs {self.extra_blocks(request, num_tokens_total)} more KV blocks for "
+                f"{num_tokens_total} tokens, only {self.num_free} free"
+            )
+
+    @abstractmethod
+    def free(self, request: Request) -> int:
+        """Return all of a request's blocks to the pool; returns how many. Freeing twice is a bug."""
+
+    def free_moving(self, request: Request) -> int:
+        """``free`` the blocks of a request leaving with its KV for another instance."""
+        return self.free(request)
+
+    def _not_held(self, request: Request) -> KVCacheError:
+        return KVCacheError(f"request {request.id} holds no KV blocks to free")
+
+
+class BlockManager(KVPool):
+    """A pool with real block ids: a request's block table lists the block ids holding its KV, in token order;
+    slot ``i`` of the request lives in block ``table[i // block_size]`` at offset ``i % block_size``.
+
+    ``moved``: None (the simulator), or, where a live runtime copies moved KV between engines, the tables of
+    requests released to move with their KV (``free_moving``) that the runtime has not taken yet.
+    """
+
+    __slots__ = ("_free", "_tables", "moved")
+
+    def __init__(self, num_blocks: int, block_size: int = DEFAULT_BLOCK_SIZE) -> None:
+        super().__init__(num_blocks, block_size)
+        # A stack: pop() hands out low ids first on a fresh pool, and freed blocks are reused first (warm).
+        self._free: list[int] = list(range(num_blocks - 1, -1, -1))
+        self._tables: dict[int, list[int]] = {}
+        self.moved: dict[int, list[int]] | None = None
+
+    @property
+    def num_free(self) -> int:
+        return len(self._free)
+
     def holds(self, request: Request) -> bool:
         return request.id in self._tables
 
@@ -81,20 +152,7 @@ class BlockManager:
         table = self._tables.get(request.id)
         return len(table) if table is not None else 0
 
-    def extra_blocks(self, request: Request, num_tokens_total: int) -> int:
-        """Blocks ``grow(request, num_tokens_total)`` would allocate (0 if the table already covers it)."""
-        table = self._tables.get(request.id)
-        have = len(table) if table is not None else 0
-        return max(0, -(-num_tokens_total // self.block_size) - have)
-
-    def can_grow(self, request: Request, num_tokens_total: int) -> bool:
-        """Whether enough blocks are free for the request's table to cover ``num_tokens_total`` slots."""
-        return self.extra_blocks(request, num_tokens_total) <= len(self._free)
-
     def try_grow(self, request: Request, num_tokens_total: int) -> bool:
-        """``grow`` if enough blocks are free and return True; else change nothing and return False.
-
-        The decode hot path: one call per decode, and usually the last block still has room."""
         table = self._tables.get(request.id)
         if table is None:
             table = self._tables[request.id] = []
@@ -111,10 +169,6 @@ class BlockManager:
         return True
 
     def cover_next_slots(self, boundary: Iterable[tuple[int, Request, int]], step: int) -> Request | None:
-        """For each member of a decode cohort at a block boundary in order (``Cohort.at_boundary``: key, member,
-        finish tick), a held block for its next slot (its base plus the cohort's ``step``, at most one block past
-        the end of its table: a decode's), taking one free block where needed; the first member that cannot get
-        one (None: all covered). One call, reading the members' bases directly, for every member at a boundary."""
         tables, size, free = self._tables, self.block_size, self._free
         for _, request, _ in boundary:
             table = tables[request.id]
@@ -125,31 +179,20 @@ class BlockManager:
         return None
 
     def add_block(self, request: Request) -> None:
-        """One more block for a request holding some, as ``grow`` past the end of its table by one slot would
-        allocate it (the caller checked one is free): a decode run's growth, one block at a time."""
         self._tables[request.id].append(self._free.pop())
 
-    def grow(self, request: Request, num_tokens_total: int) -> None:
-        """Allocate blocks so the request's table covers ``num_tokens_total`` token slots (no-op if it does)."""
-        if not self.try_grow(request, num_tokens_total):
-            raise KVCacheError(
-                f"request {request.id} needs {self.extra_blocks(request, num_tokens_total)} more KV blocks for "
-                f"{num_tokens_total} tokens, only {len(self._free)} free"
-            )
-
     def free(self, request: Request) -> int:
-        """Return all of a request's blocks to the pool; returns how many. Freeing twice is a bug."""
         table = self._tables.pop(request.id, None)
         if table is None:
-            raise KVCacheError(f"request {request.id} holds no KV blocks to free")
+            raise self._not_held(request)
         # Reversed so the request's first block is handed out first again (keeps fresh-pool ordering).
         self._free.extend(reversed(table))
         return len(table)
 
     def free_moving(self, request: Request) -> int:
-        """``free`` the blocks of a request leaving with its KV for another instance. With ``moved`` on, its
-        table is kept there: the router frees the blocks before the runtime sees the move, and the freed pages
-        still hold the KV until an engine writes them again, so the runtime copies them from this table."""
+        """``free``, and with ``moved`` on, keep the table: the router frees the blocks before the runtime sees the
+        move, and the freed pages still hold the KV until an engine writes them again, so the runtime copies them
+        from this table."""
         table = self._tables.get(request.id)
         count = self.free(request)
         if self.moved is not None and table is not None and request.num_computed:
@@ -161,6 +204,66 @@ class BlockManager:
         if self.moved is None or request_id not in self.moved:
             raise KVCacheError(f"no block table was kept for request {request_id} when it was released")
         return self.moved.pop(request_id)
+
+
+class BlockCounter(KVPool):
+    """A pool that counts blocks instead of handing out ids: every answer a scheduler gets (free blocks, blocks
+    held, whether a grow fits) is ``BlockManager``'s, at the cost of a few integers instead of a list per request
+    and an int per block moved. The simulator's pool: nothing there reads a block id."""
+
+    __slots__ = ("_num_free", "_held")
+
+    def __init__(self, num_blocks: int, block_size: int = DEFAULT_BLOCK_SIZE) -> None:
+        super().__init__(num_blocks, block_size)
+        self._num_free = num_blocks
+        self._held: dict[int, int] = {}
+
+    @property
+    def num_free(self) -> int:
+        return self._num_free
+
+    def holds(self, request: Request) -> bool:
+        return request.id in self._held
+
+    def num_blocks_of(self, request: Request) -> int:
+        return self._held.get(request.id, 0)
+
+    def try_grow(self, request: Request, num_tokens_total: int) -> bool:
+        held = self._held
+        have = held.setdefault(request.id, 0)
+        need = -(-num_tokens_total // self.block_size) - have
+        if need <= 0:
+            return True
+        if need > self._num_free:
+            return False
+        self._num_free -= need
+        held[request.id] = have + need
+        return True
+
+    def cover_next_slots(self, boundary: Iterable[tuple[int, Request, int]], step: int) -> Request | None:
+        held, size, free = self._held, self.block_size, self._num_free
+        stuck = None
+        for _, request, _ in boundary:
+            have = held[request.id]
+            if have * size <= request._base + step:
+                if not free:
+                    stuck = request
+                    break
+                held[request.id] = have + 1
+                free -= 1
+        self._num_free = free
+        return stuck
+
+    def add_block(self, request: Request) -> None:
+        self._held[request.id] += 1
+        self._num_free -= 1
+
+    def free(self, request: Request) -> int:
+        count = self._held.pop(request.id, None)
+        if count is None:
+            raise self._not_held(request)
+        self._num_free += count
+        return count
 
 
 def kv_bytes_per_block(model: ModelSpec, tp: int = 1, block_size: int = DEFAULT_BLOCK_SIZE) -> int:

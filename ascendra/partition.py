@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ascendra.instance import Instance
-from ascendra.kv_cache import BlockManager
+from ascendra.kv_cache import KVPool
 from ascendra.policy import BasePolicy, max_kv_tokens
 from ascendra.scheduler import Scheduler
 
@@ -44,7 +44,7 @@ GROW = 0.5
 #: HP backlog (in TTFT SLOs) below which the HP side has room to give.
 SHRINK = 0.1
 
-Policy = Callable[[BlockManager], Scheduler]
+Policy = Callable[[KVPool], Scheduler]
 
 
 @dataclass(slots=True, eq=False)

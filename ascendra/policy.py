@@ -15,7 +15,7 @@ from ascendra.admission import Admission
 from ascendra.batch import Batch, DecodeCounts
 from ascendra.cohort import Cohort
 from ascendra.errors import UserError
-from ascendra.kv_cache import BlockManager
+from ascendra.kv_cache import KVPool
 from ascendra.request import Request
 
 #: Finished requests up to this many leave ``running`` one by one (``list.remove``), more by rebuilding it.
@@ -72,7 +72,7 @@ class BasePolicy(ABC):
     #: (``steady``, ``decode_run``). Only policies that keep this class's ``on_batch_done`` may set it.
     steady_decodes: bool = False
 
-    def __init__(self, blocks: BlockManager, max_num_seqs: int = 128) -> None:
+    def __init__(self, blocks: KVPool, max_num_seqs: int = 128) -> None:
         if max_num_seqs <= 0:
             raise UserError(f"max_num_seqs must be positive, got {max_num_seqs}")
         self.blocks = blocks

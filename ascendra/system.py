@@ -22,7 +22,7 @@ from typing import Any
 from ascendra.admission import Admission, ttft_admission
 from ascendra.errors import UserError
 from ascendra.instance import Executor, Instance
-from ascendra.kv_cache import BlockManager
+from ascendra.kv_cache import KVPool
 from ascendra.link import get_link, kv_move_time
 from ascendra.models import get_model
 from ascendra.router import RoundRobinRouter, Router
@@ -108,12 +108,12 @@ class BuildContext:
 
     cluster: ClusterSpec
     #: A fresh, empty KV pool for one instance (sized by the runtime: the simulated GPU or the real engine).
-    new_blocks: Callable[[], BlockManager]
-    #: The executor of one instance, given its name and its KV pool (an engine addresses KV through the pool's
-    #: block tables).
-    executor: Callable[[str, BlockManager], Executor]
+    new_blocks: Callable[[], KVPool]
+    #: The executor of one instance, given its name and its KV pool (an engine addresses KV through the block
+    #: tables of a ``BlockManager``).
+    executor: Callable[[str, KVPool], Executor]
 
-    def instance(self, name: str, policy: Callable[[BlockManager], Scheduler]) -> Instance:
+    def instance(self, name: str, policy: Callable[[KVPool], Scheduler]) -> Instance:
         """An instance named ``name`` whose scheduler is ``policy(pool)`` over a fresh KV pool."""
         blocks = self.new_blocks()
         return Instance(name, policy(blocks), self.executor(name, blocks))
@@ -127,7 +127,7 @@ class Built:
     router: Router
 
 
-def round_robin(ctx: BuildContext, policy: Callable[[BlockManager], Scheduler]) -> Built:
+def round_robin(ctx: BuildContext, policy: Callable[[KVPool], Scheduler]) -> Built:
     """The usual shape of a system: the same policy on every instance (``gpu0``, ``gpu1``...) behind a
     round-robin router that never moves a request."""
     instances = [ctx.instance(f"gpu{i}", policy) for i in range(ctx.cluster.instances)]

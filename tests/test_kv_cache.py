@@ -1,4 +1,5 @@
-"""The KV block manager: real, disjoint block ids; exact growth; misuse raises; pool sizing by hand."""
+"""The KV pools: real, disjoint block ids; exact growth; misuse raises; the counting pool answers as the one with
+ids; pool sizing by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from hypothesis import strategies as st
 
 from ascendra.errors import UserError
 from ascendra.gpus import get_gpu
-from ascendra.kv_cache import DEFAULT_BLOCK_SIZE, BlockManager, KVCacheError, kv_bytes_per_block, num_kv_blocks
+from ascendra.kv_cache import (
+    DEFAULT_BLOCK_SIZE,
+    BlockCounter,
+    BlockManager,
+    KVCacheError,
+    KVPool,
+    kv_bytes_per_block,
+    num_kv_blocks,
+)
 from ascendra.models import get_model
 from ascendra.request import Request, RequestSpec
 
@@ -103,10 +112,11 @@ def test_blocks_for() -> None:
     assert [blocks.blocks_for(n) for n in (0, 1, 16, 17, 32, 33)] == [0, 1, 1, 2, 2, 3]
 
 
+@pytest.mark.parametrize("pool", [BlockManager, BlockCounter])
 @pytest.mark.parametrize(("num_blocks", "block_size"), [(0, 16), (4, 0), (-1, 16)])
-def test_bad_sizes_are_user_errors(num_blocks: int, block_size: int) -> None:
+def test_bad_sizes_are_user_errors(pool: type[KVPool], num_blocks: int, block_size: int) -> None:
     with pytest.raises(UserError):
-        BlockManager(num_blocks, block_size)
+        pool(num_blocks, block_size)
 
 
 @settings(max_examples=60, deadline=None)
@@ -145,6 +155,56 @@ def test_random_grow_free_keeps_the_pool_consistent(
         assert sorted(held + blocks._free) == list(range(num_blocks))
         for i, table in enumerate(tables):
             assert len(table) == blocks.blocks_for(asked[i])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    num_blocks=st.integers(1, 40),
+    block_size=st.sampled_from([1, 3, 16]),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["grow", "try", "free", "add", "cover"]),
+            st.lists(st.integers(0, 5), max_size=4),
+            st.integers(0, 100),
+        ),
+        max_size=60,
+    ),
+)
+def test_the_counting_pool_answers_as_the_pool_with_ids(
+    num_blocks: int, block_size: int, ops: list[tuple[str, list[int], int]]
+) -> None:
+    """Whatever the operations (grows that fit or not, frees, single blocks, a cohort's boundary members covered,
+    misuse), ``BlockCounter`` returns, raises and reports what ``BlockManager`` does: the simulator relies on it."""
+    pools = (BlockManager(num_blocks, block_size), BlockCounter(num_blocks, block_size))
+    requests = [[req(i) for i in range(6)] for _ in pools]
+
+    def outcome(pool: KVPool, people: list, op: str, who: list[int], tokens: int) -> object:
+        first = people[who[0]] if who else people[0]
+        try:
+            if op == "grow":
+                return pool.grow(first, tokens)
+            if op == "try":
+                return pool.try_grow(first, tokens)
+            if op == "free":
+                return pool.free(first)
+            if op == "add":
+                return pool.add_block(first) if pool.holds(first) and pool.num_free else "skipped"
+            boundary = []
+            for i in dict.fromkeys(who):  # members in order, each once; next slot = base + step
+                people[i]._base = tokens
+                boundary.append((i, people[i], 0))
+            stuck = pool.cover_next_slots(boundary, 1)
+            return None if stuck is None else stuck.id
+        except (KVCacheError, KeyError) as exc:
+            return type(exc)
+
+    for op, who, tokens in ops:
+        answers = [outcome(pool, people, op, who, tokens) for pool, people in zip(pools, requests, strict=True)]
+        assert answers[0] == answers[1]
+        for i in range(6):
+            a, b = (pool.num_blocks_of(people[i]) for pool, people in zip(pools, requests, strict=True))
+            assert a == b and pools[0].holds(requests[0][i]) == pools[1].holds(requests[1][i])
+        assert pools[0].num_free == pools[1].num_free and pools[0].num_used == pools[1].num_used
 
 
 def test_num_kv_blocks_llama_a100_by_hand() -> None:

@@ -28,6 +28,7 @@ from ascendra.harness.build import build_system, one_executor
 from ascendra.harness.config import RunConfig
 from ascendra.harness.workload import workload_of
 from ascendra.instance import Instance
+from ascendra.kv_cache import BlockCounter
 from ascendra.perfmodel.features import KINDS
 from ascendra.perfmodel.log import log_row
 from ascendra.router import RoundRobinRouter
@@ -47,7 +48,7 @@ EXTRA_COLUMNS: tuple[str, ...] = ("backend", "system", "workload", "rate", "seed
 def _sim_log(config: RunConfig, data_dir: Path | None) -> BatchLog:
     """Batches of a simulated run: the executor is the calibrated cost model."""
     timer = config.cost_model().batch_time
-    instance: Instance = build_system(config, one_executor(timer)).instances[0]
+    instance: Instance = build_system(config, one_executor(timer), pool=BlockCounter).instances[0]
     instance.batch_log = []
     Cluster([instance], RoundRobinRouter([instance])).run(workload_of(config, data_dir).requests)
     return instance.batch_log

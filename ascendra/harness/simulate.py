@@ -12,6 +12,7 @@ from ascendra.errors import UserError
 from ascendra.harness.build import build_system, one_executor
 from ascendra.harness.config import POLICY_BACKENDS, RunConfig
 from ascendra.harness.workload import slo_of, workload_of
+from ascendra.kv_cache import BlockCounter
 from ascendra.metrics import run_tables
 from ascendra.metrics.moves import move_stats
 from ascendra.models import get_model
@@ -54,7 +55,7 @@ def simulate(
         start = time.process_time()
         c = config.cluster
         cost = config.cost_model()
-        built = build_system(config, one_executor(cost.batch_time))
+        built = build_system(config, one_executor(cost.batch_time), pool=BlockCounter)
         decode_times = cost.decode_run_times if bulk else None
         cluster = Cluster(built.instances, built.router, c.transfer_time(), decode_times)
         result = cluster.run(workload.requests, on_progress)
