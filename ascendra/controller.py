@@ -48,6 +48,10 @@ class AscendraController:
         self.predictor = predictor
         self.auto_margin = auto_margin
         self.rebalancer = rebalancer
+        #: The router's optional hook (``ascendra.router``): instances an aborted migration gave work to, to wake.
+        self.take_woken: Callable[[], list[Instance]] | None = (
+            rebalancer.migrator.take_woken if rebalancer is not None else None
+        )
         self.partition: AdaptivePartition | None = None
         self.prefill_error = predictor.error_bound("prefill") if auto_margin else 0.0
         self._next = 0

@@ -139,6 +139,8 @@ class Coordinator:
         self._in_transit: list[tuple[float, int, MoveRecord, Move]] = []
         self._seq = 0
         self._by_name = {node.name: node for node in instances}
+        #: The router's optional ``take_woken`` (``ascendra.router``): instances its step gave work to without a move.
+        self._take_woken: Callable[[], list[Instance]] | None = getattr(router, "take_woken", None)
         #: Requests to cancel once the batch computing them or the move carrying them is over.
         self._cancelling: dict[int, Request] = {}
 
@@ -172,18 +174,22 @@ class Coordinator:
         if rejected:
             self._dropped(rejected, REJECTED)
         moves = self.router.moves_after(instance, batch, now)
-        if not moves:  # most steps
-            return
-        if self.kv is not None:
-            taken = [self._take(move, move.source or instance) for move in moves]
-            for move, kv in zip(moves, taken, strict=True):
-                self._move(move.source or instance, move, now, kv)
-        else:
-            for move in moves:
-                self._move(move.source or instance, move, now)
-        freed = {id(m.source or instance): m.source or instance for m in moves if m.kv_tokens}
-        for source in freed.values():
-            self.on_give(source, now)  # a move freed KV there: wake it, it may now admit what waits
+        if moves:  # rare: most steps move nothing
+            if self.kv is not None:
+                taken = [self._take(move, move.source or instance) for move in moves]
+                for move, kv in zip(moves, taken, strict=True):
+                    self._move(move.source or instance, move, now, kv)
+            else:
+                for move in moves:
+                    self._move(move.source or instance, move, now)
+            freed = {id(m.source or instance): m.source or instance for m in moves if m.kv_tokens}
+            for source in freed.values():
+                self.on_give(source, now)  # a move freed KV there: wake it, it may now admit what waits
+        if self._take_woken is not None:
+            # An aborted migration gave these work (its request back, freed KV) with no move: an idle one would
+            # otherwise never schedule it (``ascendra.migration.Migrator._abort``).
+            for node in self._take_woken():
+                self.on_give(node, now)
 
     def finished(self, requests: list[Request]) -> None:
         """Requests an instance just completed."""

@@ -17,7 +17,10 @@ this one engine.
   ``precopy``) the request sits out its source's next batch and then moves with ``Move(..., precopy=PreCopy(...))``:
   the coordinator charges only the tokens not yet copied. A migration is aborted (the destination's blocks freed,
   the request carrying on at its source) when its request finishes or is preempted, when the destination cannot
-  pre-allocate, or when ``max_stages`` stages (the last included) were not enough.
+  pre-allocate, or when ``max_stages`` stages (the last included) were not enough. An abort may give an idle
+  instance work without any move (the request it held out of its batch to leave runs there again; blocks
+  pre-allocated at the destination are freed for what waits there): the router hands such instances to the
+  coordinator (``take_woken``), which wakes them as it wakes the source of a move.
 
 Defaults are Llumnix's: 3 stages, a last stage of at most 16 blocks.
 """
@@ -140,12 +143,19 @@ class Migrator:
         self.aborts: list[tuple[int, str, int]] = []
         self._active: list[Migration] = []
         self._busy: dict[int, float] = {}  # id(instance) -> until when its last migration's final copy runs
+        self._woken: list[Instance] = []  # instances aborts gave work to since the last ``take_woken``
 
     def migrating(self, node: Instance, now: float) -> bool:
         """Whether ``node`` is the source or destination of a migration in progress or of a final copy."""
         if any(m.source is node or m.target is node for m in self._active):
             return True
         return self._busy.get(id(node), -INF) > now
+
+    def take_woken(self) -> list[Instance]:
+        """The instances aborted migrations gave work to since the last call, for the coordinator to wake (the
+        router's optional ``take_woken``, ``ascendra.router``): one left idle would otherwise wait for ever."""
+        woken, self._woken = self._woken, []
+        return woken
 
     def in_migration(self, request: Request) -> bool:
         """Whether ``request`` is being migrated now."""
@@ -263,10 +273,20 @@ class Migrator:
         moves.append(Move(request, m.target, kv_tokens, source=source, precopy=PreCopy(m.copied, m.started, m.stages)))
 
     def _abort(self, m: Migration, reason: str) -> None:
-        """Give the migration up: free the destination's blocks; the request stays (or ended) at its source."""
+        """Give the migration up: free the destination's blocks; the request stays (or ended) at its source.
+
+        Nothing else wakes the instances this gives work to, so they go to ``take_woken``: the source when the
+        request sat out its batch to leave (that batch may have been empty: the source is then idle, holding a request
+        it has not scheduled), the destination when blocks it pre-allocated are freed while requests wait there
+        (maybe for those blocks, with nothing running)."""
+        freed = m.target.scheduler.blocks.holds(m.request)  # type: ignore[attr-defined]
         _migratable(m.target).unreserve(m.request)
         src = _migratable(m.source)
         src.leaving = [r for r in src.leaving if r is not m.request]
         self._active.remove(m)
+        if m.leaving and any(r is m.request for r in m.source.scheduler.running):  # type: ignore[attr-defined]
+            self._woken.append(m.source)
+        if freed and m.target.scheduler.waiting:  # type: ignore[attr-defined]
+            self._woken.append(m.target)
         self.stats[f"aborted: {reason}"] += 1
         self.aborts.append((m.request.id, reason, m.stages))

@@ -67,6 +67,10 @@ class Router(Protocol):
 # reaches or leaves it and no routing decision reads its state, and returning how many upcoming arrivals
 # certainly go to other instances before one may reach it (None: no such promise now).
 
+# Optional, for a router whose step may give an instance work without a move (an aborted live migration,
+# ``ascendra.migration``): ``take_woken() -> list[Instance]`` (or None), the instances to wake after the step;
+# the coordinator wakes them (an idle one schedules again) as it wakes the source of a move that freed KV.
+
 
 class RoundRobinRouter:
     """The baselines' router: arrivals cycle over the instances; nothing ever moves."""

@@ -248,6 +248,35 @@ def test_migration_charges_each_stage_by_the_link_model() -> None:
     assert migrator.stats["migrated"] == 1 and not source.scheduler.blocks.holds(r)
 
 
+def test_an_aborted_migration_hands_the_instances_it_gave_work_to_to_be_woken() -> None:
+    # The last stage of a request in its source's batch: it sits out the source's next batch, then the destination
+    # has no room: it runs at its source again, which may have scheduled nothing (idle): it must be woken.
+    source, target, migrator = _pair()
+    r = decoding(0, 100, 0.0, source.scheduler.blocks)
+    source.scheduler.running.append(r)
+    batch = Batch()
+    batch.add_decode(r, r.num_computed)
+    moves: list[Move] = []
+    migrator.start_migration(r, source, target, 0.0, source, batch, moves)
+    assert source.scheduler.leaving == [r] and not moves
+    target.scheduler.blocks.grow(req(1, 0.0, 1), 2000 * 16)  # the destination fills up meanwhile
+    migrator.advance_migrations(source, Batch(), 0.03, moves)
+    assert not moves and migrator.aborts == [(0, "destination full", 0)]
+    assert source.scheduler.running == [r] and not source.scheduler.leaving
+    assert migrator.take_woken() == [source] and migrator.take_woken() == []
+    # A pre-copy stage's blocks freed by an abort while requests wait at the destination: it is woken too.
+    source, target, migrator = _pair()
+    r = decoding(0, 2000, 0.0, source.scheduler.blocks)
+    source.scheduler.running.append(r)
+    migrator.start_migration(r, source, target, 0.0, source, Batch(), moves)
+    assert target.scheduler.blocks.holds(r)
+    target.scheduler.add(req(2, 0.0, 100), 0.0)
+    r.finish_time = 0.01
+    migrator.advance_migrations(source, Batch(), 0.03, moves)
+    assert migrator.aborts == [(0, "finished", 1)] and not target.scheduler.blocks.holds(r)
+    assert migrator.take_woken() == [target]
+
+
 def _rebalanced(lp_decodes: int, hp_decodes: int, hp_waiting: int) -> tuple[AscendraController, Rebalancer]:
     blocks = 20_000
     low = [Instance("lp0", MigratingLowPriorityScheduler(BlockManager(blocks), PRED, 1.0, margin=0.7), lambda b: 0.03)]

@@ -156,3 +156,27 @@ def test_the_state_check_catches_a_request_in_two_instances() -> None:
         node.scheduler.add(twice, 0.0)
     with pytest.raises(AssertionError, match="is in gpu0 and gpu1"):
         _check_state(built.instances)
+
+
+def test_a_migration_aborted_after_its_request_sat_out_an_empty_batch_resumes_it_at_its_source() -> None:
+    """A shrunk example hypothesis found: request 19 (586-token prompt) decodes alone on hp0 when its migration's
+    last stage makes it sit out hp0's next batch, which is then empty (request 21 waits there for blocks); the last
+    stage is aborted (lp1 no longer has room), and hp0, idle, must be woken to run 19 again, else nothing does."""
+    short = [RequestSpec(i, 0.0, 1, 1) for i in range(13)]
+    specs = [
+        *short,
+        RequestSpec(13, 0.0, 280, 42),
+        RequestSpec(14, 0.125, 1, 1),
+        RequestSpec(15, 0.1875, 1, 17),
+        RequestSpec(16, 0.289062, 303, 19),
+        RequestSpec(17, 0.289062, 1, 1),
+        RequestSpec(18, 0.351562, 1, 1),
+        RequestSpec(19, 0.445312, 586, 9),
+        RequestSpec(20, 0.445312, 1, 1),
+        RequestSpec(21, 0.617188, 337, 1),
+        *(RequestSpec(i, 0.617188, 1, 1) for i in range(22, 25)),
+    ]
+    for transfer in (None, _cost):
+        result = _run("ascendra --migration", specs, 58, transfer)
+        assert sorted(r.id for r in result.requests if r.finished) == list(range(25))
+        assert all(len(r.token_times) == r.output_len for r in result.requests)
