@@ -15,7 +15,7 @@ policy visits them: blocks are allocated and freed in that order, so block ids a
 from __future__ import annotations
 
 from array import array
-from bisect import bisect, insort
+from bisect import bisect, bisect_left, insort
 from collections.abc import Callable
 
 from ascendra.request import Request
@@ -154,11 +154,12 @@ class Cohort:
         self._own()
         members, size = self.members, self.block_size
         for key, request in done:
-            i = members.index(request)
+            i = bisect_left(self.keys, key)  # members are in key order, keys unique
             base = self.bases[i]
             self.base_sum -= base
             del members[i], self.bases[i], self.keys[i]
-            self.boundary[base % size].remove((key, request, tick))
+            boundary = self.boundary[base % size]
+            del boundary[bisect_left(boundary, (key,))]  # in key order too
             request.leave_cohort(tick)
             request.finish_time = now
         return done

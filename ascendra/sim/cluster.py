@@ -178,10 +178,10 @@ class Cluster:
         in flight, as (start, batch, duration), or the arguments unchanged when the run cannot be advanced in bulk
         (see the module docstring)."""
         steady = getattr(instance.scheduler, "steady", None)
-        if steady is None or self._arrivals_elsewhere is None or not steady(batch):
+        if steady is None or self._arrivals_elsewhere is None:
             return now, batch, duration
-        skip = self._arrivals_elsewhere(instance)
-        if skip is None:
+        skip = self._arrivals_elsewhere(instance)  # first: an instance without the promise is never steady here
+        if skip is None or not steady(batch):
             return now, batch, duration
         requests = self._requests
         reaching = self._next_arrival + skip
