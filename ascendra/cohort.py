@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect, bisect_left, insort
-from collections.abc import Callable
 
 from ascendra.request import Request
 
@@ -98,20 +97,10 @@ class Cohort:
             left[0] += 1
             left[1] += base
 
-    def at_boundary(self) -> list[tuple[int, Request, int]]:
-        """The members whose next slot starts a new block, in order, as (key, member, finish tick): one-by-one
-        scheduling grows these."""
-        return self.boundary.get(-self.step % self.block_size, [])
-
-    def growing(self, tick: int, num_blocks_of: Callable[[Request], int]) -> list[Request]:
-        """The members still running after tick ``tick`` (one not ended yet) whose next slot then starts a block
-        their table (``num_blocks_of`` blocks) lacks, in order: those a decode step scheduled then grows."""
-        size = self.block_size
-        return [
-            request
-            for _, request, finish in self.boundary.get(-tick % size, ())
-            if finish > tick and num_blocks_of(request) * size <= request._base + tick
-        ]
+    def at_boundary(self, tick: int | None = None) -> list[tuple[int, Request, int]]:
+        """The members whose next slot starts a new block after tick ``tick`` (default: the latest), in order, as
+        (key, member, finish tick): one-by-one scheduling grows these (of those still running then)."""
+        return self.boundary.get(-(self.step if tick is None else tick) % self.block_size, [])
 
     def tick(self, now: float) -> list[Request]:
         """An iteration of every member ended at ``now``: one token each; returns those that finished, in order

@@ -96,9 +96,15 @@ class KVPool(ABC):
         one (None: all covered). One call, reading the members' bases directly, for every member at a boundary."""
 
     @abstractmethod
-    def add_block(self, request: Request) -> None:
-        """One more block for a request holding some, as ``grow`` past the end of its holding by one slot would
-        allocate it (the caller checked one is free): a decode run's growth, one block at a time."""
+    def lacking(self, boundary: Iterable[tuple[int, Request, int]], tick: int) -> list[Request]:
+        """The members of a decode cohort's boundary list for tick ``tick`` (``Cohort.at_boundary(tick)``) still
+        running after that tick (finish tick later) whose holding lacks the block their next slot (base plus
+        ``tick``) starts, in order: those a decode step scheduled after that tick grows (a decode run ahead)."""
+
+    @abstractmethod
+    def add_blocks(self, requests: list[Request]) -> None:
+        """One more block for each request (each holding some), as ``grow`` past the end of its holding by one
+        slot would allocate it (the caller checked enough are free): a decode run's growth, step by step."""
 
     def grow(self, request: Request, num_tokens_total: int) -> None:
         """Allocate blocks so the request's holding covers ``num_tokens_total`` token slots (no-op if it does)."""
@@ -178,8 +184,14 @@ class BlockManager(KVPool):
                 table.append(free.pop())
         return None
 
-    def add_block(self, request: Request) -> None:
-        self._tables[request.id].append(self._free.pop())
+    def lacking(self, boundary: Iterable[tuple[int, Request, int]], tick: int) -> list[Request]:
+        tables, size = self._tables, self.block_size
+        return [r for _, r, finish in boundary if finish > tick and len(tables[r.id]) * size <= r._base + tick]
+
+    def add_blocks(self, requests: list[Request]) -> None:
+        tables, free = self._tables, self._free
+        for request in requests:
+            tables[request.id].append(free.pop())
 
     def free(self, request: Request) -> int:
         table = self._tables.pop(request.id, None)
@@ -242,21 +254,27 @@ class BlockCounter(KVPool):
 
     def cover_next_slots(self, boundary: Iterable[tuple[int, Request, int]], step: int) -> Request | None:
         held, size, free = self._held, self.block_size, self._num_free
-        stuck = None
-        for _, request, _ in boundary:
-            have = held[request.id]
-            if have * size <= request._base + step:
-                if not free:
-                    stuck = request
-                    break
-                held[request.id] = have + 1
-                free -= 1
-        self._num_free = free
-        return stuck
+        try:
+            for _, request, _ in boundary:
+                have = held[request.id]
+                if have * size <= request._base + step:
+                    if not free:
+                        return request
+                    held[request.id] = have + 1
+                    free -= 1
+            return None
+        finally:  # the count kept in step whatever happens (a member holding nothing is a bug: KeyError)
+            self._num_free = free
 
-    def add_block(self, request: Request) -> None:
-        self._held[request.id] += 1
-        self._num_free -= 1
+    def lacking(self, boundary: Iterable[tuple[int, Request, int]], tick: int) -> list[Request]:
+        held, size = self._held, self.block_size
+        return [r for _, r, finish in boundary if finish > tick and held[r.id] * size <= r._base + tick]
+
+    def add_blocks(self, requests: list[Request]) -> None:
+        held = self._held
+        for request in requests:
+            held[request.id] += 1
+        self._num_free -= len(requests)
 
     def free(self, request: Request) -> int:
         count = self._held.pop(request.id, None)

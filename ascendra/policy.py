@@ -229,21 +229,21 @@ class BasePolicy(ABC):
         horizon = min(len(ends), longest) - 1  # the last step that could be reached
         blocks = self.blocks
         finishing = cohort.finishing
-        num_blocks_of, add_block = blocks.num_blocks_of, blocks.add_block
+        lacking, add_blocks, at_boundary = blocks.lacking, blocks.add_blocks, cohort.at_boundary
         steps = horizon
         # Before step ``s`` is scheduled, tick ``t0 + s`` (step ``s - 1``) has ended: its finished members free
         # their blocks, then the members still running whose next slot starts a block not held yet grow.
         for s in range(1, horizon + 1):
             tick = t0 + s
             freeing = finishing.get(tick, ())
-            needing = cohort.growing(tick, num_blocks_of)
-            if needing and len(needing) > blocks.num_free + sum(num_blocks_of(r) for _, r in freeing):
+            needing = lacking(at_boundary(tick), tick)
+            if needing and len(needing) > blocks.num_free + sum(blocks.num_blocks_of(r) for _, r in freeing):
                 steps = s - 1
                 break
             for _, request in freeing:
                 blocks.free(request)
-            for request in needing:
-                add_block(request)
+            if needing:
+                add_blocks(needing)
         if steps == 0:
             return DecodeRun(0, [], batch)
         done = steps + 1  # the steps completed, the one in flight included

@@ -163,7 +163,7 @@ def test_random_grow_free_keeps_the_pool_consistent(
     block_size=st.sampled_from([1, 3, 16]),
     ops=st.lists(
         st.tuples(
-            st.sampled_from(["grow", "try", "free", "add", "cover"]),
+            st.sampled_from(["grow", "try", "free", "add", "cover", "lacking"]),
             st.lists(st.integers(0, 5), max_size=4),
             st.integers(0, 100),
         ),
@@ -174,7 +174,8 @@ def test_the_counting_pool_answers_as_the_pool_with_ids(
     num_blocks: int, block_size: int, ops: list[tuple[str, list[int], int]]
 ) -> None:
     """Whatever the operations (grows that fit or not, frees, single blocks, a cohort's boundary members covered,
-    misuse), ``BlockCounter`` returns, raises and reports what ``BlockManager`` does: the simulator relies on it."""
+    the members lacking a block, misuse), ``BlockCounter`` returns, raises and reports what ``BlockManager`` does:
+    the simulator relies on it."""
     pools = (BlockManager(num_blocks, block_size), BlockCounter(num_blocks, block_size))
     requests = [[req(i) for i in range(6)] for _ in pools]
 
@@ -188,11 +189,13 @@ def test_the_counting_pool_answers_as_the_pool_with_ids(
             if op == "free":
                 return pool.free(first)
             if op == "add":
-                return pool.add_block(first) if pool.holds(first) and pool.num_free else "skipped"
+                return pool.add_blocks([first]) if pool.holds(first) and pool.num_free else "skipped"
             boundary = []
             for i in dict.fromkeys(who):  # members in order, each once; next slot = base + step
                 people[i]._base = tokens
-                boundary.append((i, people[i], 0))
+                boundary.append((i, people[i], i))  # finish tick: the member's index
+            if op == "lacking":
+                return [r.id for r in pool.lacking(boundary, 2)]  # members 0-2 finish by tick 2
             stuck = pool.cover_next_slots(boundary, 1)
             return None if stuck is None else stuck.id
         except (KVCacheError, KeyError) as exc:
