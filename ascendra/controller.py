@@ -86,11 +86,13 @@ class AscendraController:
         return None
 
     def _migrating(self, now: float) -> Callable[[Instance], bool]:
-        """Whether an instance takes part in a migration now (never, without ``--migration``)."""
+        """Whether an instance takes part in a migration now (never, without ``--migration``), for the adaptive
+        partition: until a final copy to it is delivered too, as a new policy would not know the blocks its pool
+        holds for the request (``Migratable.incoming``)."""
         if self.rebalancer is None:
             return lambda node: False
         migrator = self.rebalancer.migrator
-        return lambda node: migrator.migrating(node, now)
+        return lambda node: migrator.migrating(node, now) or migrator.receiving(node)
 
     def _offloads(self, instance: Instance, batch: Batch, now: float) -> list[Move]:
         """The LP's at-risk waiting requests, each to the HP with the shortest queue (then fewest running)."""

@@ -165,6 +165,13 @@ class Migrator:
         """Whether ``node`` is the source of a migration in progress."""
         return any(m.source is node for m in self._active)
 
+    @staticmethod
+    def receiving(node: Instance) -> bool:
+        """Whether ``node`` holds blocks for a request migrating to it (its policy's ``incoming``): from the first
+        pre-allocation until the runtime delivers the final copy, which can be later than ``migrating`` estimates
+        with ``move_time`` (a measured copy, a transfer cost other than the link model)."""
+        return bool(_migratable(node).incoming)
+
     def start_migration(
         self,
         request: Request,

@@ -20,7 +20,8 @@ the new one can carry all of them on: an HP waits until nothing waits there, no 
 budget); an LP can switch at once (the HP takes its queue and decodes as they are). The new policy is built over
 the same KV pool and takes over the waiting and running queues; the switch happens right after the instance
 scheduled a batch it is computing (the instance steps again under the new policy) or while it holds no request,
-and never during a migration from or to it.
+and never during a migration from or to it (until its final copy is delivered: the blocks held for it are the
+old policy's ``incoming``).
 """
 
 from __future__ import annotations

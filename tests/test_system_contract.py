@@ -180,3 +180,38 @@ def test_a_migration_aborted_after_its_request_sat_out_an_empty_batch_resumes_it
         result = _run("ascendra --migration", specs, 58, transfer)
         assert sorted(r.id for r in result.requests if r.finished) == list(range(25))
         assert all(len(r.token_times) == r.output_len for r in result.requests)
+
+
+def test_a_role_switch_waits_for_the_final_copy_of_a_migration_to_its_instance() -> None:
+    """A shrunk example the system contract found: lp0, draining to become HP, receives request 20's final copy,
+    which the charged transfer (``_cost``, all its tokens) delivers after the link model's estimate of it ended;
+    lp0 must not switch while its pool holds request 20's blocks for the move (the new policy would not know them:
+    leaked), only once 20 is delivered."""
+    specs = [
+        RequestSpec(0, 0.283165, 100, 40),
+        RequestSpec(1, 0.283165, 199, 49),
+        RequestSpec(2, 0.283165, 270, 40),
+        RequestSpec(3, 0.32, 400, 10),
+        RequestSpec(4, 0.32, 191, 4),
+        RequestSpec(5, 0.4, 480, 45),
+        RequestSpec(6, 0.4, 450, 18),
+        RequestSpec(7, 0.43, 500, 1),
+        RequestSpec(8, 0.43, 140, 1),
+        RequestSpec(9, 0.6, 590, 50),
+        RequestSpec(10, 0.6, 229, 50),
+        RequestSpec(11, 0.6, 300, 1),
+        RequestSpec(12, 0.74, 1, 40),
+        RequestSpec(13, 1.1, 360, 1),
+        RequestSpec(14, 1.1, 30, 10),
+        RequestSpec(15, 1.1, 600, 1),
+        RequestSpec(16, 1.1, 500, 1),
+        RequestSpec(17, 1.18, 130, 60),
+        RequestSpec(18, 1.2, 370, 40),
+        RequestSpec(19, 1.48, 1, 30),
+        RequestSpec(20, 1.48, 400, 50),
+    ]
+    result = _run("ascendra --plus and every mechanism", specs, 57, _cost)
+    assert sorted(r.id for r in result.requests) == list(range(len(specs)))
+    assert all(r.finished != r.dropped for r in result.requests)
+    assert all(move.delivered is not None for move in result.moves)
+    assert any(move.request_id == 20 and move.target == "lp0" and move.precopied for move in result.moves)
