@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ascendra.batch import Batch
-from ascendra.kv_cache import BlockManager
+from ascendra.kv_cache import KVPool
 from ascendra.policy import BasePolicy
 from ascendra.system import BuildContext, Built, System, SystemConfig, knob, round_robin
 
@@ -15,7 +15,7 @@ from ascendra.system import BuildContext, Built, System, SystemConfig, knob, rou
 class FcfsPolicy(BasePolicy):
     """Decodes first, then whole prompts FCFS; the base class does KV reservation, preemption and bookkeeping."""
 
-    def __init__(self, blocks: BlockManager, max_num_seqs: int, token_budget: int) -> None:
+    def __init__(self, blocks: KVPool, max_num_seqs: int, token_budget: int) -> None:
         super().__init__(blocks, max_num_seqs)
         self.token_budget = token_budget
         self.whole_prefill_budget = token_budget  # a prompt that could never fit is rejected, not stuck
