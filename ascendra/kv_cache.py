@@ -130,7 +130,7 @@ class BlockManager(KVPool):
     """A pool with real block ids: a request's block table lists the block ids holding its KV, in token order;
     slot ``i`` of the request lives in block ``table[i // block_size]`` at offset ``i % block_size``.
 
-    ``moved``: None (the simulator), or, where a live runtime copies moved KV between engines, the tables of
+    ``moved``: None (nothing copies KV), or, where a live runtime copies moved KV between engines, the tables of
     requests released to move with their KV (``free_moving``) that the runtime has not taken yet.
     """
 
