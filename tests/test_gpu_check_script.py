@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "CUDA_VISIBLE_DEVICES")}
     env["CUDA_VISIBLE_DEVICES"] = ""  # the fallback even on a GPU machine
+    env["PYTHON"] = sys.executable  # this interpreter, whether or not its environment is activated
     return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=300)
 
 
