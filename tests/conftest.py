@@ -7,6 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+#: Property tests draw the same examples on every run by default, so that a rare failing case found at random
+#: cannot fail an unrelated change (CI); ``HYPOTHESIS_PROFILE=explore`` draws new examples on each run to hunt for
+#: such cases (the examples it finds are kept in ``.hypothesis`` and replayed by the next explore run).
+settings.register_profile("deterministic", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 #: Ray's memory monitor kills the newest worker once the *host's* memory use passes its threshold (0.95 by
 #: default), which a busy shared host reaches without any fault of the test. At 0.99 it still stops a real
