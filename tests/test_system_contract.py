@@ -158,24 +158,21 @@ def test_the_state_check_catches_a_request_in_two_instances() -> None:
         _check_state(built.instances)
 
 
+def _numbered(rows: list[tuple[float, int, int]]) -> list[RequestSpec]:
+    """Requests 0, 1, ... from (arrival, prompt tokens, output tokens) rows: a shrunk example written compactly."""
+    return [RequestSpec(i, arrival, prompt, output) for i, (arrival, prompt, output) in enumerate(rows)]
+
+
 def test_a_migration_aborted_after_its_request_sat_out_an_empty_batch_resumes_it_at_its_source() -> None:
     """A shrunk example hypothesis found: request 19 (586-token prompt) decodes alone on hp0 when its migration's
     last stage makes it sit out hp0's next batch, which is then empty (request 21 waits there for blocks); the last
     stage is aborted (lp1 no longer has room), and hp0, idle, must be woken to run 19 again, else nothing does."""
-    short = [RequestSpec(i, 0.0, 1, 1) for i in range(13)]
-    specs = [
-        *short,
-        RequestSpec(13, 0.0, 280, 42),
-        RequestSpec(14, 0.125, 1, 1),
-        RequestSpec(15, 0.1875, 1, 17),
-        RequestSpec(16, 0.289062, 303, 19),
-        RequestSpec(17, 0.289062, 1, 1),
-        RequestSpec(18, 0.351562, 1, 1),
-        RequestSpec(19, 0.445312, 586, 9),
-        RequestSpec(20, 0.445312, 1, 1),
-        RequestSpec(21, 0.617188, 337, 1),
-        *(RequestSpec(i, 0.617188, 1, 1) for i in range(22, 25)),
-    ]
+    specs = _numbered(
+        [(0.0, 1, 1)] * 13
+        + [(0.0, 280, 42), (0.125, 1, 1), (0.1875, 1, 17), (0.289062, 303, 19), (0.289062, 1, 1), (0.351562, 1, 1)]
+        + [(0.445312, 586, 9), (0.445312, 1, 1), (0.617188, 337, 1)]
+        + [(0.617188, 1, 1)] * 3
+    )
     for transfer in (None, _cost):
         result = _run("ascendra --migration", specs, 58, transfer)
         assert sorted(r.id for r in result.requests if r.finished) == list(range(25))
@@ -187,29 +184,31 @@ def test_a_role_switch_waits_for_the_final_copy_of_a_migration_to_its_instance()
     which the charged transfer (``_cost``, all its tokens) delivers after the link model's estimate of it ended;
     lp0 must not switch while its pool holds request 20's blocks for the move (the new policy would not know them:
     leaked), only once 20 is delivered."""
-    specs = [
-        RequestSpec(0, 0.283165, 100, 40),
-        RequestSpec(1, 0.283165, 199, 49),
-        RequestSpec(2, 0.283165, 270, 40),
-        RequestSpec(3, 0.32, 400, 10),
-        RequestSpec(4, 0.32, 191, 4),
-        RequestSpec(5, 0.4, 480, 45),
-        RequestSpec(6, 0.4, 450, 18),
-        RequestSpec(7, 0.43, 500, 1),
-        RequestSpec(8, 0.43, 140, 1),
-        RequestSpec(9, 0.6, 590, 50),
-        RequestSpec(10, 0.6, 229, 50),
-        RequestSpec(11, 0.6, 300, 1),
-        RequestSpec(12, 0.74, 1, 40),
-        RequestSpec(13, 1.1, 360, 1),
-        RequestSpec(14, 1.1, 30, 10),
-        RequestSpec(15, 1.1, 600, 1),
-        RequestSpec(16, 1.1, 500, 1),
-        RequestSpec(17, 1.18, 130, 60),
-        RequestSpec(18, 1.2, 370, 40),
-        RequestSpec(19, 1.48, 1, 30),
-        RequestSpec(20, 1.48, 400, 50),
-    ]
+    specs = _numbered(
+        [
+            (0.283165, 100, 40),
+            (0.283165, 199, 49),
+            (0.283165, 270, 40),
+            (0.32, 400, 10),
+            (0.32, 191, 4),
+            (0.4, 480, 45),
+            (0.4, 450, 18),
+            (0.43, 500, 1),
+            (0.43, 140, 1),
+            (0.6, 590, 50),
+            (0.6, 229, 50),
+            (0.6, 300, 1),
+            (0.74, 1, 40),
+            (1.1, 360, 1),
+            (1.1, 30, 10),
+            (1.1, 600, 1),
+            (1.1, 500, 1),
+            (1.18, 130, 60),
+            (1.2, 370, 40),
+            (1.48, 1, 30),
+            (1.48, 400, 50),
+        ]
+    )
     result = _run("ascendra --plus and every mechanism", specs, 57, _cost)
     assert sorted(r.id for r in result.requests) == list(range(len(specs)))
     assert all(r.finished != r.dropped for r in result.requests)
